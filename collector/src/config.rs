@@ -1,0 +1,186 @@
+//! The collector's settings: defaults, then a config file (JSON or YAML), then command-line
+//! flags. A bad file names the key and the problem; unknown keys are errors, so a typo is never
+//! silently ignored.
+
+use serde::{Deserialize, Deserializer};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where `sysmonvm collector install` puts the config in the guest.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/serviceradar/checkers/sysmon-vm.json";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:9105";
+pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(250);
+pub const DEFAULT_SERVE_INTERVAL: Duration = Duration::from_secs(1);
+pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(10);
+pub const DEFAULT_QUEUE_BATCHES: usize = 60;
+pub const MIN_INTERVAL: Duration = Duration::from_millis(50);
+pub const MAX_INTERVAL: Duration = Duration::from_secs(3600);
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{path}: cannot read: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: at `{key}`: {problem}")]
+    Invalid { path: PathBuf, key: String, problem: String },
+}
+
+/// `250ms`, `1s`, `1.5s`, `2m`, `1h`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid duration {text:?}: expected a number and a unit such as 250ms or 10s"))?;
+    let secs = match unit.trim() {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        "" => return Err(format!("invalid duration {text:?}: missing unit (ms, s, m or h)")),
+        u => return Err(format!("invalid duration {text:?}: unknown unit {u:?} (use ms, s, m or h)")),
+    };
+    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
+        return Err(format!("invalid duration {text:?}"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+pub fn check_interval(d: Duration) -> Result<Duration, String> {
+    if d < MIN_INTERVAL || d > MAX_INTERVAL {
+        return Err(format!("interval {d:?} out of range ({MIN_INTERVAL:?} to {MAX_INTERVAL:?})"));
+    }
+    Ok(d)
+}
+
+fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    let s: Option<String> = Option::deserialize(d)?;
+    s.map(|s| parse_duration(&s).and_then(check_interval).map_err(serde::de::Error::custom)).transpose()
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PathsConfig {
+    pub procfs: Option<PathBuf>,
+    pub sysfs: Option<PathBuf>,
+    pub cgroupfs: Option<PathBuf>,
+    pub rootfs: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// Base URL (`http://127.0.0.1:4318`) or the full `/v1/metrics` URL.
+    pub endpoint: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub push_interval: Option<Duration>,
+    pub service_name: Option<String>,
+    pub host_id: Option<String>,
+    pub vm_id: Option<String>,
+    /// Batches kept while the endpoint is down; the oldest is dropped beyond this.
+    pub queue_batches: Option<usize>,
+}
+
+/// The file format. Key names follow the original ServiceRadar sysmon-vm checker where it had one
+/// (`listen_addr`, `sample_interval`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen_addr: Option<String>,
+    #[serde(default, deserialize_with = "duration")]
+    pub sample_interval: Option<Duration>,
+    pub perf: Option<bool>,
+    /// Extra cgroups reported as containers (`runtime: cgroup`), relative to the cgroup root.
+    pub cgroups: Option<Vec<String>>,
+    pub paths: Option<PathsConfig>,
+    pub otlp: Option<OtlpConfig>,
+}
+
+fn invalid(path: &Path, key: String, problem: String) -> ConfigError {
+    ConfigError::Invalid {
+        path: path.to_path_buf(),
+        key: if key.is_empty() || key == "." { "(top level)".into() } else { key },
+        problem,
+    }
+}
+
+/// Parses a config file's text; YAML unless the name ends in `.json`. (JSON is valid YAML, but
+/// the JSON parser gives better positions for JSON files.)
+pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
+    if path.extension().is_some_and(|e| e == "json") {
+        let de = &mut serde_json::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            invalid(path, key, format!("{inner}"))
+        })
+    } else {
+        if text.trim().is_empty() {
+            return Ok(FileConfig::default());
+        }
+        let de = serde_yaml::Deserializer::from_str(text);
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let inner = e.into_inner();
+            invalid(path, key, format!("{inner}"))
+        })
+    }
+}
+
+pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+    parse(path, &text)
+}
+
+/// The JSON written to [`DEFAULT_CONFIG_PATH`] by `sysmonvm collector install`, with every default spelled out.
+pub fn example_json() -> String {
+    serde_json::json!({
+        "listen_addr": DEFAULT_LISTEN,
+        "sample_interval": "1s",
+        "perf": true,
+        "cgroups": [],
+        "paths": { "procfs": "/proc", "sysfs": "/sys", "cgroupfs": "/sys/fs/cgroup", "rootfs": "/" },
+        "otlp": {
+            "endpoint": null,
+            "push_interval": "10s",
+            "service_name": "sysmon-collector",
+            "host_id": null,
+            "vm_id": null,
+            "queue_batches": DEFAULT_QUEUE_BATCHES
+        }
+    })
+    .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("10").unwrap_err().contains("missing unit"));
+        assert!(parse_duration("5 parsecs").is_err());
+        assert!(check_interval(Duration::from_millis(1)).is_err());
+    }
+
+    #[test]
+    fn example_parses_back() {
+        let c = parse(Path::new("x.json"), &example_json()).unwrap();
+        assert_eq!(c.sample_interval, Some(Duration::from_secs(1)));
+        assert_eq!(c.otlp.unwrap().queue_batches, Some(DEFAULT_QUEUE_BATCHES));
+    }
+
+    #[test]
+    fn typo_names_the_key() {
+        let e = parse(Path::new("c.yaml"), "otlp:\n  endpont: http://x\n").unwrap_err().to_string();
+        assert!(e.contains("c.yaml") && e.contains("endpont") && e.contains("otlp"), "{e}");
+        let e = parse(Path::new("c.json"), r#"{"sample_interval": "fast"}"#).unwrap_err().to_string();
+        assert!(e.contains("sample_interval") && e.contains("invalid duration"), "{e}");
+        let e = parse(Path::new("c.json"), r#"{"perf": "yes"}"#).unwrap_err().to_string();
+        assert!(e.contains("`perf`"), "{e}");
+    }
+}

@@ -1,0 +1,364 @@
+//! Containers found in the cgroup tree, v2 (unified) and v1 (per-controller hierarchies), named
+//! the way Docker, Podman, containerd, CRI-O and the kubelet name them, plus any cgroup the
+//! configuration names explicitly.
+
+use crate::files::KernelFiles;
+use crate::parse::{cgroup, keyvalue, single_u64};
+use crate::snapshot::Container;
+use crate::warnings::Warnings;
+use std::path::{Path, PathBuf};
+
+/// Deeper than any runtime nests its cgroups; bounds the walk on a strange tree.
+const MAX_DEPTH: usize = 10;
+const MAX_DIRS: usize = 20_000;
+/// v1 reports "no limit" as a page-aligned i64::MAX; anything this large is unlimited.
+const V1_UNLIMITED: u64 = 1 << 62;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CgroupLayout {
+    pub v2_root: Option<PathBuf>,
+    pub v1_cpuacct: Option<PathBuf>,
+    pub v1_cpu: Option<PathBuf>,
+    pub v1_memory: Option<PathBuf>,
+    pub v1_blkio: Option<PathBuf>,
+    pub v1_pids: Option<PathBuf>,
+}
+
+impl CgroupLayout {
+    /// Pure v2 (`cgroup.controllers` at the root), hybrid (v2 at `unified/`) and v1 controller
+    /// directories, whether mounted together (`cpu,cpuacct`) or apart.
+    pub fn detect(cgroupfs: &Path) -> Self {
+        let mut l = CgroupLayout::default();
+        if cgroupfs.join("cgroup.controllers").exists() {
+            l.v2_root = Some(cgroupfs.to_path_buf());
+            return l;
+        }
+        if cgroupfs.join("unified/cgroup.controllers").exists() {
+            l.v2_root = Some(cgroupfs.join("unified"));
+        }
+        if let Ok(entries) = std::fs::read_dir(cgroupfs) {
+            let mut names: Vec<(String, PathBuf)> = entries
+                .flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+                .collect();
+            names.sort();
+            for (name, path) in names {
+                for controller in name.split(',') {
+                    let slot = match controller {
+                        "cpuacct" => &mut l.v1_cpuacct,
+                        "cpu" => &mut l.v1_cpu,
+                        "memory" => &mut l.v1_memory,
+                        "blkio" => &mut l.v1_blkio,
+                        "pids" => &mut l.v1_pids,
+                        _ => continue,
+                    };
+                    slot.get_or_insert(path.clone());
+                }
+            }
+        }
+        l
+    }
+}
+
+fn is_container_id(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// Recognises a container cgroup from its path (relative to the hierarchy root). Returns
+/// (runtime, id). Pure, so every runtime's naming is unit-tested.
+pub fn classify(rel_path: &str) -> Option<(&'static str, String)> {
+    let mut parts = rel_path.rsplit('/');
+    let last = parts.next()?;
+    let parent = parts.next().unwrap_or("");
+    let in_kube = rel_path.contains("kubepods");
+    let scoped = |prefix: &str| -> Option<String> {
+        let id = last.strip_prefix(prefix)?;
+        let id = id.strip_suffix(".scope").unwrap_or(id);
+        is_container_id(id).then(|| id.to_string())
+    };
+    if let Some(id) = scoped("docker-") {
+        return Some(("docker", id));
+    }
+    if let Some(id) = scoped("libpod-") {
+        return Some(("podman", id));
+    }
+    if let Some(id) = scoped("cri-containerd-") {
+        return Some((if in_kube { "kubernetes" } else { "containerd" }, id));
+    }
+    if let Some(id) = scoped("crio-") {
+        return Some((if in_kube { "kubernetes" } else { "cri-o" }, id));
+    }
+    if is_container_id(last) {
+        if parent == "docker" {
+            return Some(("docker", last.to_string()));
+        }
+        if in_kube {
+            return Some(("kubernetes", last.to_string()));
+        }
+    }
+    None
+}
+
+/// Walks a hierarchy and returns (relative path, runtime, id) for each container cgroup.
+pub fn discover(root: &Path) -> Vec<(String, &'static str, String)> {
+    let mut found = Vec::new();
+    let mut stack: Vec<(PathBuf, String, usize)> = vec![(root.to_path_buf(), String::new(), 0)];
+    let mut visited = 0;
+    while let Some((dir, rel, depth)) = stack.pop() {
+        visited += 1;
+        if visited > MAX_DIRS {
+            break;
+        }
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let name = e.file_name().to_string_lossy().into_owned();
+            let child_rel = if rel.is_empty() { name } else { format!("{rel}/{name}") };
+            if let Some((runtime, id)) = classify(&child_rel) {
+                found.push((child_rel, runtime, id));
+            } else if depth + 1 < MAX_DEPTH {
+                stack.push((e.path(), child_rel, depth + 1));
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+/// Readings of one cgroup. `cpu_seconds` is cumulative; the sampler turns it into a rate.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CgroupReading {
+    pub cpu_seconds: Option<f64>,
+    pub cpu_limit_cores: Option<f64>,
+    pub throttled_periods: Option<u64>,
+    pub throttled_seconds: Option<f64>,
+    pub memory_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    pub io_read_bytes: Option<u64>,
+    pub io_write_bytes: Option<u64>,
+    pub pids: Option<u64>,
+    pub missing: Vec<&'static str>,
+}
+
+pub fn read_v2(dir: &Path, files: &mut KernelFiles) -> CgroupReading {
+    let mut r = CgroupReading::default();
+    let mut read = |p: &Path| files.optional(p);
+    match read(&dir.join("cpu.stat")).map(|t| keyvalue::parse(&t)) {
+        Some(kv) => {
+            r.cpu_seconds = kv.get("usage_usec").map(|u| u as f64 / 1e6);
+            r.throttled_periods = kv.get("nr_throttled");
+            r.throttled_seconds = kv.get("throttled_usec").map(|u| u as f64 / 1e6);
+        }
+        None => r.missing.push("cpu.stat"),
+    }
+    match read(&dir.join("cpu.max")).and_then(|t| cgroup::cpu_max(&t)) {
+        Some((quota, period)) => r.cpu_limit_cores = quota.map(|q| q as f64 / period as f64),
+        None => r.missing.push("cpu.max"),
+    }
+    match read(&dir.join("memory.current")).and_then(|t| single_u64(&t)) {
+        Some(v) => r.memory_bytes = Some(v),
+        None => r.missing.push("memory.current"),
+    }
+    match read(&dir.join("memory.max")).and_then(|t| cgroup::limit(&t)) {
+        Some(v) => r.memory_limit_bytes = v,
+        None => r.missing.push("memory.max"),
+    }
+    match read(&dir.join("io.stat")) {
+        Some(t) => {
+            let io = cgroup::io_stat(&t);
+            (r.io_read_bytes, r.io_write_bytes) = (Some(io.read), Some(io.write));
+        }
+        None => r.missing.push("io.stat"),
+    }
+    match read(&dir.join("pids.current")).and_then(|t| single_u64(&t)) {
+        Some(v) => r.pids = Some(v),
+        None => r.missing.push("pids.current"),
+    }
+    r
+}
+
+pub fn read_v1(layout: &CgroupLayout, rel: &str, files: &mut KernelFiles) -> CgroupReading {
+    let mut r = CgroupReading::default();
+    let mut at =
+        |root: &Option<PathBuf>, file: &str| root.as_ref().and_then(|p| files.optional(&p.join(rel).join(file)));
+    match at(&layout.v1_cpuacct, "cpuacct.usage").and_then(|t| single_u64(&t)) {
+        Some(ns) => r.cpu_seconds = Some(ns as f64 / 1e9),
+        None => r.missing.push("cpuacct.usage"),
+    }
+    match at(&layout.v1_cpu, "cpu.stat").map(|t| keyvalue::parse(&t)) {
+        Some(kv) => {
+            r.throttled_periods = kv.get("nr_throttled");
+            r.throttled_seconds = kv.get("throttled_time").map(|ns| ns as f64 / 1e9);
+        }
+        None => r.missing.push("cpu.stat"),
+    }
+    let quota = at(&layout.v1_cpu, "cpu.cfs_quota_us").and_then(|t| t.trim().parse::<i64>().ok());
+    let period = at(&layout.v1_cpu, "cpu.cfs_period_us").and_then(|t| single_u64(&t)).filter(|p| *p > 0);
+    match (quota, period) {
+        (Some(q), Some(p)) => r.cpu_limit_cores = (q > 0).then(|| q as f64 / p as f64),
+        _ => r.missing.push("cpu.cfs_quota_us"),
+    }
+    match at(&layout.v1_memory, "memory.usage_in_bytes").and_then(|t| single_u64(&t)) {
+        Some(v) => r.memory_bytes = Some(v),
+        None => r.missing.push("memory.usage_in_bytes"),
+    }
+    match at(&layout.v1_memory, "memory.limit_in_bytes").and_then(|t| single_u64(&t)) {
+        Some(v) => r.memory_limit_bytes = (v < V1_UNLIMITED).then_some(v),
+        None => r.missing.push("memory.limit_in_bytes"),
+    }
+    match at(&layout.v1_blkio, "blkio.throttle.io_service_bytes") {
+        Some(t) => {
+            let io = cgroup::blkio_service_bytes(&t);
+            (r.io_read_bytes, r.io_write_bytes) = (Some(io.read), Some(io.write));
+        }
+        None => r.missing.push("blkio.throttle.io_service_bytes"),
+    }
+    match at(&layout.v1_pids, "pids.current").and_then(|t| single_u64(&t)) {
+        Some(v) => r.pids = Some(v),
+        None => r.missing.push("pids.current"),
+    }
+    r
+}
+
+/// A container cgroup found in the tree (or named in the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    pub rel: String,
+    pub runtime: &'static str,
+    pub id: String,
+    pub version: u8,
+}
+
+fn v1_root(layout: &CgroupLayout) -> Option<&PathBuf> {
+    layout.v1_cpuacct.as_ref().or(layout.v1_cpu.as_ref()).or(layout.v1_memory.as_ref())
+}
+
+/// Walks the hierarchies for containers and resolves the named cgroups. The walk is the costly
+/// part, so the sampler repeats it only every few samples and reads the found ones in between.
+pub fn discover_all(layout: &CgroupLayout, named: &[String], warnings: &mut Warnings) -> Vec<Found> {
+    let mut out: Vec<Found> = Vec::new();
+    let mut push = |f: Found| {
+        // the same container seen in v1 and in the hybrid v2 tree counts once
+        if !out.iter().any(|o| o.id == f.id && o.runtime == f.runtime) {
+            out.push(f);
+        }
+    };
+    if let Some(root) = v1_root(layout) {
+        for (rel, runtime, id) in discover(root) {
+            push(Found { rel, runtime, id, version: 1 });
+        }
+    }
+    if let Some(root) = &layout.v2_root {
+        for (rel, runtime, id) in discover(root) {
+            push(Found { rel, runtime, id, version: 2 });
+        }
+    }
+    for name in named {
+        let rel = name.trim_matches('/').to_string();
+        if rel.is_empty() || rel.split('/').any(|c| c == "..") {
+            warnings.push(format!("cgroup {name}"), "not a path below the cgroup root");
+            continue;
+        }
+        if layout.v2_root.as_ref().is_some_and(|r| r.join(&rel).join("cgroup.procs").exists()) {
+            push(Found { rel: rel.clone(), runtime: "cgroup", id: rel, version: 2 });
+        } else if v1_root(layout).is_some_and(|r| r.join(&rel).is_dir()) {
+            push(Found { rel: rel.clone(), runtime: "cgroup", id: rel, version: 1 });
+        } else {
+            warnings.push(format!("cgroup {rel}"), "named in the configuration but not found");
+        }
+    }
+    out
+}
+
+/// Reads one found cgroup. None when its directory is gone (the container stopped).
+pub fn read_found(
+    layout: &CgroupLayout,
+    f: &Found,
+    files: &mut KernelFiles,
+    warnings: &mut Warnings,
+) -> Option<Container> {
+    let r = match f.version {
+        2 => {
+            let dir = layout.v2_root.as_ref()?.join(&f.rel);
+            if !dir.is_dir() {
+                files.forget_under(&dir);
+                return None;
+            }
+            read_v2(&dir, files)
+        }
+        _ => {
+            if !v1_root(layout)?.join(&f.rel).is_dir() {
+                return None;
+            }
+            read_v1(layout, &f.rel, files)
+        }
+    };
+    if !r.missing.is_empty() {
+        warnings.push(format!("cgroup {}", f.rel), format!("not available: {}", r.missing.join(", ")));
+    }
+    Some(Container {
+        id: f.id.clone(),
+        runtime: f.runtime.to_string(),
+        cgroup_path: f.rel.clone(),
+        cgroup_version: f.version,
+        cpu_seconds: r.cpu_seconds,
+        cpu_usage_cores: None,
+        cpu_usage_pct: None,
+        cpu_limit_cores: r.cpu_limit_cores,
+        cpu_throttled_periods: r.throttled_periods,
+        cpu_throttled_seconds: r.throttled_seconds,
+        memory_bytes: r.memory_bytes,
+        memory_limit_bytes: r.memory_limit_bytes,
+        io_read_bytes: r.io_read_bytes,
+        io_write_bytes: r.io_write_bytes,
+        pids: r.pids,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: &str = "532ca1ad07c60006d469e6db4158b377dc2a6d0b5de2a57eef1bb493bbf1a65b";
+
+    #[test]
+    fn runtime_naming() {
+        assert_eq!(classify(&format!("system.slice/docker-{ID}.scope")), Some(("docker", ID.into())));
+        assert_eq!(classify(&format!("docker/{ID}")), Some(("docker", ID.into())));
+        assert_eq!(classify(&format!("machine.slice/libpod-{ID}.scope")), Some(("podman", ID.into())));
+        assert_eq!(
+            classify(&format!("user.slice/user-1000.slice/user@1000.service/user.slice/libpod-{ID}.scope")),
+            Some(("podman", ID.into()))
+        );
+        assert_eq!(classify(&format!("machine.slice/libpod-conmon-{ID}.scope")), None);
+        assert_eq!(
+            classify(&format!(
+                "kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice/cri-containerd-{ID}.scope"
+            )),
+            Some(("kubernetes", ID.into()))
+        );
+        assert_eq!(classify(&format!("system.slice/cri-containerd-{ID}.scope")), Some(("containerd", ID.into())));
+        assert_eq!(classify(&format!("kubepods/burstable/pod0b9e/{ID}")), Some(("kubernetes", ID.into())));
+        assert_eq!(classify("system.slice/ssh.service"), None);
+        assert_eq!(classify(ID), None);
+    }
+
+    #[test]
+    fn v2_scope_from_the_guest_capture() {
+        // fixtures/debian12-tcg-guest/cgroup-v2/.../docker-<id>.scope.t0, read by hand.
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join(format!("tests/fixtures/debian12-tcg-guest/cgroup-v2/system.slice/docker-{ID}.scope.t0"));
+        let r = read_v2(&dir, &mut KernelFiles::default());
+        assert_eq!(r.cpu_seconds, Some(4.557704));
+        assert_eq!(r.cpu_limit_cores, Some(0.5));
+        assert_eq!(r.throttled_periods, Some(89));
+        assert_eq!(r.memory_bytes, Some(14_143_488));
+        assert_eq!(r.memory_limit_bytes, None);
+        assert_eq!(r.pids, Some(2));
+        assert_eq!((r.io_read_bytes, r.io_write_bytes), (Some(0), Some(0)));
+        assert!(r.missing.is_empty(), "{:?}", r.missing);
+    }
+}

@@ -1,0 +1,30 @@
+//! sysmon-collector: the guest agent of sysmonvm. See `collector/README.md` for the metrics and
+//! what each frequency source means inside a VM, and `collector/SCHEMA.md` for the JSON.
+//!
+//! Data flow: [`roots::Roots`] says where files are → readers ([`parse`], [`frequency`],
+//! [`containers`], [`thermal`], [`filesystems`]) → [`sampler::Sampler`] turns two readings into a
+//! [`snapshot::Snapshot`] → [`metrics::families`] defines every metric once → exporters render
+//! Prometheus text ([`export::prometheus`]) and OTLP ([`export::otlp`]).
+
+pub mod config;
+pub mod containers;
+pub mod export;
+pub mod files;
+pub mod filesystems;
+pub mod frequency;
+pub mod host;
+pub mod metrics;
+pub mod parse;
+pub mod perf;
+pub mod platform;
+pub mod push;
+pub mod roots;
+pub mod sampler;
+pub mod server;
+pub mod snapshot;
+pub mod thermal;
+pub mod warnings;
+
+pub use roots::Roots;
+pub use sampler::{Sampler, SamplerOptions};
+pub use snapshot::{FrequencySource, Snapshot};
