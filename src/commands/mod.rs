@@ -1,0 +1,23 @@
+//! Thin executors: each turns parsed arguments into library calls and prints text or JSON.
+
+mod cidata;
+mod image;
+mod profile;
+
+use crate::{Cli, Command, Exit};
+use sysmonvm::workspace::Workspace;
+
+pub fn run(cli: Cli) -> Exit {
+    let ws = Workspace::resolve(cli.workspace.as_deref())?;
+    match cli.command {
+        Command::Profile(c) => profile::run(&ws, c, cli.json),
+        Command::Image(c) => image::run(&ws, c, cli.json),
+        Command::Cidata { profile, out, name } => cidata::run(&ws, &profile, &out, name.as_deref(), cli.json),
+    }
+}
+
+/// Prints a value as pretty JSON on stdout.
+pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}

@@ -1,0 +1,10 @@
+//! sysmonvm: the VM-lab library behind the `sysmonvm` binary. Pure planning (profiles, seed
+//! documents, CHECKSUM parsing, mirror candidates) lives apart from effects (downloads, files,
+//! locks); see ARCHITECTURE.md.
+
+pub mod image;
+pub mod keys;
+pub mod lock;
+pub mod profile;
+pub mod seed;
+pub mod workspace;
