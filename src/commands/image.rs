@@ -70,7 +70,7 @@ pub fn run(ws: &Workspace, cmd: ImageCommand, json: bool) -> Exit {
         ImageCommand::Fetch(args) => {
             let src = source(ws, &args)?;
             let bar = Bar::new(json);
-            let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
             let fetched = rt
                 .block_on(image::fetch(&src, &cache, &bar, |who| {
                     eprintln!("waiting for {who} (downloading the same image)")

@@ -137,12 +137,14 @@ impl Sink {
         });
         let (tx, rx) = std::sync::mpsc::sync_channel::<Bytes>(256);
         let writer = std::thread::spawn(move || {
-            let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
+            // Chunks arrive at a few hundred KiB each: written as they are, no copy into a buffer.
+            let mut w = file;
             for chunk in rx {
                 w.write_all(&chunk)?;
             }
-            w.flush()?;
-            w.into_inner().map_err(|e| e.into_error())?.sync_all()
+            // No fsync: a cache entry is re-hashed on every use, so a file cut short by a crash
+            // is caught there, and the download is not slowed by a flush of the whole image.
+            w.flush()
         });
         Ok(Sink { tx, writer, hasher, hash_tx })
     }

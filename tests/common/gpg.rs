@@ -20,6 +20,13 @@ fn gpg(home: &Path, args: &[&str]) -> std::process::Output {
     out
 }
 
+impl Drop for Gpg {
+    fn drop(&mut self) {
+        // gpg started an agent for this home; stop it with the home.
+        let _ = Command::new("gpgconf").env("GNUPGHOME", self.home.path()).args(["--kill", "all"]).output();
+    }
+}
+
 impl Gpg {
     /// A new key: `algo` is a gpg algorithm name such as `ed25519` or `rsa2048`.
     pub fn new(uid: &str, algo: &str) -> Gpg {
