@@ -11,4 +11,5 @@ pub mod qga;
 pub mod qmp;
 pub mod seed;
 pub mod ssh;
+pub mod vm;
 pub mod workspace;

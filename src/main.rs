@@ -33,6 +33,25 @@ pub enum Command {
     /// The verified image cache.
     #[command(subcommand)]
     Image(ImageCommand),
+    /// VM lifecycle: argv, create, start, stop, status, ssh, console, list, destroy.
+    #[command(subcommand)]
+    Vm(VmCommand),
+    /// Fetch the image, create the VM if needed, start it and wait until SSH and cloud-init are ready.
+    Up(UpArgs),
+    /// Stop a VM (ACPI powerdown, then quit, then kill).
+    Down {
+        name: Option<String>,
+        #[arg(long)]
+        force: bool,
+    },
+    /// Check the host: QEMU, firmware, accelerator (with a self-test), disk space, keys.
+    Doctor {
+        #[arg(long)]
+        profile: Option<String>,
+        /// Install what is missing with the platform's package manager.
+        #[arg(long)]
+        fix: bool,
+    },
     /// Build a cloud-init NoCloud seed ISO (volume id cidata) on its own.
     Cidata {
         #[arg(long, default_value = "almalinux-9-aarch64")]
@@ -42,6 +61,91 @@ pub enum Command {
         /// VM name: hostname and the VM whose host key is used [default: the profile name].
         #[arg(long)]
         name: Option<String>,
+    },
+}
+
+#[derive(Args, Clone)]
+pub struct UpArgs {
+    #[arg(long)]
+    pub profile: Option<String>,
+    /// VM name [default: the profile's name].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// auto | hvf | kvm | tcg [env: SYSMONVM_ACCEL; default: the profile's].
+    #[arg(long)]
+    pub accel: Option<String>,
+    /// How long to wait for SSH and cloud-init.
+    #[arg(long, default_value = "15m", value_parser = parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Return once QEMU runs, without waiting for the guest.
+    #[arg(long)]
+    pub no_wait: bool,
+}
+
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    sysmon_collector::config::parse_duration(s)
+}
+
+#[derive(Subcommand)]
+pub enum VmCommand {
+    /// Print the QEMU command line for a profile without launching anything (`auto` is resolved
+    /// without the KVM self-test here).
+    Argv {
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        accel: Option<String>,
+    },
+    /// Create the VM's files (overlay, UEFI vars, seed, keys); idempotent.
+    Create {
+        #[arg(long)]
+        profile: Option<String>,
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// Start a created VM and wait for SSH unless --no-wait.
+    Start {
+        name: Option<String>,
+        #[arg(long)]
+        accel: Option<String>,
+        #[arg(long)]
+        no_wait: bool,
+        #[arg(long, default_value = "15m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Stop: ACPI powerdown and wait, then quit, then SIGKILL.
+    Stop {
+        name: Option<String>,
+        /// Skip the powerdown.
+        #[arg(long)]
+        force: bool,
+        #[arg(long, default_value = "90s", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+    },
+    /// Process, QMP state, guest-agent facts, SSH reachability, ports.
+    Status { name: Option<String> },
+    /// Open a shell, or run a command, over SSH with the pinned host key.
+    Ssh {
+        name: Option<String>,
+        #[arg(last = true)]
+        command: Vec<String>,
+    },
+    /// Follow the serial console log.
+    Console {
+        name: Option<String>,
+        /// Print what is there and exit.
+        #[arg(long)]
+        no_follow: bool,
+    },
+    /// The VMs in the workspace.
+    List,
+    /// Stop the VM and delete its files.
+    Destroy {
+        name: Option<String>,
+        #[arg(long)]
+        yes: bool,
     },
 }
 

@@ -1,8 +1,10 @@
 //! Thin executors: each turns parsed arguments into library calls and prints text or JSON.
 
 mod cidata;
+mod doctor;
 mod image;
 mod profile;
+mod vm;
 
 use crate::{Cli, Command, Exit};
 use sysmonvm::workspace::Workspace;
@@ -13,6 +15,12 @@ pub fn run(cli: Cli) -> Exit {
         Command::Profile(c) => profile::run(&ws, c, cli.json),
         Command::Image(c) => image::run(&ws, c, cli.json),
         Command::Cidata { profile, out, name } => cidata::run(&ws, &profile, &out, name.as_deref(), cli.json),
+        Command::Vm(c) => vm::run(&ws, c, cli.json),
+        Command::Up(a) => vm::up(&ws, a, cli.json),
+        Command::Down { name, force } => {
+            vm::run(&ws, crate::VmCommand::Stop { name, force, timeout: std::time::Duration::from_secs(90) }, cli.json)
+        }
+        Command::Doctor { profile, fix } => doctor::run(&ws, profile.as_deref(), fix, cli.json),
     }
 }
 

@@ -68,7 +68,8 @@ pub fn argv(p: &Profile, plan: &LaunchPlan, vm: &VmPaths) -> Vec<String> {
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
     let path = |p: &PathBuf| p.display().to_string();
 
-    push(&["-name", &format!("sysmonvm-{},process=sysmonvm-{}", vm.name, vm.name)]);
+    // No `process=`: QEMU exits on macOS when asked to rename its process.
+    push(&["-name", &format!("sysmonvm-{}", vm.name)]);
     push(&["-nodefaults", "-display", "none"]);
     let machine = format!("{},accel={}", p.machine, plan.accel.as_str());
     push(&["-machine", &machine]);
@@ -88,7 +89,7 @@ pub fn argv(p: &Profile, plan: &LaunchPlan, vm: &VmPaths) -> Vec<String> {
             push(&["-device", "virtio-blk-pci,drive=seed"]);
         }
         SeedAttachment::Cdrom => {
-            push(&["-drive", &format!("if=none,id=seed,media=cdrom,readonly=on,file={}", path(&vm.seed))]);
+            push(&["-drive", &format!("if=none,id=seed,media=cdrom,format=raw,readonly=on,file={}", path(&vm.seed))]);
             match p.arch {
                 Arch::X86_64 => push(&["-device", "ide-cd,drive=seed,bus=ide.2"]),
                 Arch::Aarch64 => {

@@ -1,0 +1,580 @@
+//! The VM lifecycle: create (overlay, vars, seed, keys), start (launch and wait through the boot
+//! phases), stop (powerdown, wait, quit, kill), status (process, QMP, guest agent, SSH) and
+//! destroy. Stale pidfiles and sockets are reconciled on every look, so a VM is never left in a
+//! half state: it is running (QEMU answers) or stopped.
+
+use crate::image::FetchedImage;
+use crate::keys;
+use crate::profile::{Arch, Profile};
+use crate::qemu::argv::{self, LaunchPlan, ResolvedAccel};
+use crate::qemu::firmware;
+use crate::qga::QgaClient;
+use crate::qmp::QmpClient;
+use crate::seed;
+use crate::ssh::{SshSession, SshTarget};
+use crate::workspace::{self, VmPaths, Workspace};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, thiserror::Error)]
+pub enum VmError {
+    #[error("VM {0} does not exist (create it with `sysmonvm vm create` or `sysmonvm up`)")]
+    NotFound(String),
+    #[error("{0}")]
+    Setup(String),
+    #[error("QEMU exited during start ({status}):\n{stderr}{}", serial_hint(.serial_tail))]
+    QemuExited { status: String, stderr: String, serial_tail: String },
+    #[error("the boot is stuck at phase `{phase}` after {waited:?}.\nlast lines of {serial}:\n{tail}\nhint: {hint}")]
+    Stuck { phase: &'static str, waited: Duration, serial: String, tail: String, hint: String },
+    #[error(
+        "host port {port} on 127.0.0.1 is already in use (forward to guest port {guest}); free it or set another `host:` port in the profile"
+    )]
+    PortInUse { port: u16, guest: u16 },
+    #[error("{0}")]
+    Io(String),
+}
+
+fn serial_hint(tail: &str) -> String {
+    if tail.trim().is_empty() { String::new() } else { format!("\nlast serial output:\n{tail}") }
+}
+
+/// What `create` decided, kept in `state.json` so later commands need no profile.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VmState {
+    pub name: String,
+    pub profile: Profile,
+    pub profile_source: String,
+    pub image_path: PathBuf,
+    pub image_sha256: String,
+    pub instance_id: String,
+    pub created_at: String,
+    /// The accelerator of the last start.
+    #[serde(default)]
+    pub accel: Option<ResolvedAccel>,
+    /// Host ports of the last start: SSH first, then (host, guest) per forward.
+    #[serde(default)]
+    pub ssh_port: Option<u16>,
+    #[serde(default)]
+    pub forwards: Vec<(u16, u16)>,
+}
+
+pub fn load_state(vm: &VmPaths) -> Result<VmState, VmError> {
+    let bytes = std::fs::read(&vm.state).map_err(|_| VmError::NotFound(vm.name.clone()))?;
+    serde_json::from_slice(&bytes).map_err(|e| VmError::Io(format!("{}: {e}", vm.state.display())))
+}
+
+pub fn save_state(vm: &VmPaths, s: &VmState) -> Result<(), VmError> {
+    let json = serde_json::to_vec_pretty(s).map_err(|e| VmError::Io(e.to_string()))?;
+    workspace::write_private(&vm.state, &json).map_err(|e| VmError::Io(e.to_string()))
+}
+
+fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> VmError {
+    move |e| VmError::Io(format!("{what}: {e}"))
+}
+
+/// The firmware code file QEMU reads, and whether it had to be padded into the VM dir.
+fn firmware_code(p: &Profile, vm: &VmPaths) -> Result<(PathBuf, PathBuf), VmError> {
+    let pair = match &p.firmware {
+        crate::profile::Firmware::Paths(fp) => {
+            firmware::FirmwarePair { code: fp.code.clone(), vars_template: fp.vars.clone(), origin: "profile" }
+        }
+        crate::profile::Firmware::Auto(_) => {
+            firmware::find(p.arch, |f| f.exists()).map_err(|e| VmError::Setup(e.to_string()))?
+        }
+    };
+    if !pair.code.exists() {
+        return Err(VmError::Setup(format!(
+            "firmware code {} not found ({})",
+            pair.code.display(),
+            firmware::install_hint(p.arch)
+        )));
+    }
+    let size = std::fs::metadata(&pair.code).map(|m| m.len()).unwrap_or(0);
+    let code = if firmware::needs_padding(p.arch, size) {
+        let padded = vm.dir.join("efi-code.fd");
+        if !padded.exists() {
+            firmware::copy_padded(Some(&pair.code), &padded, Some(firmware::VIRT_PFLASH_SIZE))
+                .map_err(io(padded.display()))?;
+        }
+        padded
+    } else {
+        pair.code.clone()
+    };
+    Ok((code, pair.vars_template))
+}
+
+fn now() -> String {
+    sysmon_collector::host::rfc3339(
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64,
+    )
+}
+
+/// Makes everything a VM needs on disk. Idempotent: what exists is kept.
+pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> Result<VmState, VmError> {
+    let vm = ws.vm(name).map_err(|e| VmError::Setup(e.to_string()))?;
+    if let Ok(s) = load_state(&vm) {
+        return Ok(s);
+    }
+    workspace::private_dir(&vm.dir).map_err(|e| VmError::Setup(e.to_string()))?;
+    let user =
+        keys::ensure(&ws.user_key(), &ws.user_key_pub(), "sysmonvm").map_err(|e| VmError::Setup(e.to_string()))?;
+    let host = keys::ensure(&vm.host_key, &vm.host_key_pub, name).map_err(|e| VmError::Setup(e.to_string()))?;
+    workspace::write_private(&vm.known_hosts, keys::known_hosts_line(name, &host.public_openssh).as_bytes())
+        .map_err(|e| VmError::Setup(e.to_string()))?;
+    let instance_id = seed::instance_id(name, &host.public_openssh);
+    let docs = seed::render(&seed::SeedInput {
+        hostname: name.to_string(),
+        instance_id: instance_id.clone(),
+        user: p.ssh.user.clone(),
+        user_public_key: user.public_openssh.clone(),
+        host_key_private: host.private_openssh.clone(),
+        host_key_public: host.public_openssh.clone(),
+    })
+    .map_err(|e| VmError::Setup(e.to_string()))?;
+    let iso = seed::iso::build(&docs).map_err(|e| VmError::Setup(e.to_string()))?;
+    std::fs::write(&vm.seed, iso).map_err(io(vm.seed.display()))?;
+
+    let (_, vars_template) = firmware_code(p, &vm)?;
+    if !vm.efi_vars.exists() {
+        let size = (p.arch == Arch::Aarch64).then_some(firmware::VIRT_PFLASH_SIZE);
+        firmware::copy_padded(Some(&vars_template), &vm.efi_vars, size).map_err(io(vm.efi_vars.display()))?;
+    }
+    if !vm.disk.exists() {
+        let out = std::process::Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", &image_format(&image.path), "-b"])
+            .arg(&image.path)
+            .arg(&vm.disk)
+            .arg(format!("{}G", p.disk_gib))
+            .output()
+            .map_err(|e| VmError::Setup(format!("qemu-img: {e} (install qemu-utils / qemu)")))?;
+        if !out.status.success() {
+            let _ = std::fs::remove_file(&vm.disk);
+            return Err(VmError::Setup(format!(
+                "qemu-img create failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    let state = VmState {
+        name: name.to_string(),
+        profile: p.clone(),
+        profile_source: p.source.clone(),
+        image_path: image.path.clone(),
+        image_sha256: image.sha256.clone(),
+        instance_id,
+        created_at: now(),
+        accel: None,
+        ssh_port: None,
+        forwards: Vec::new(),
+    };
+    // state.json last: its presence means the VM is complete.
+    save_state(&vm, &state)?;
+    Ok(state)
+}
+
+/// `qcow2` or `raw`, from the file's magic.
+fn image_format(path: &Path) -> String {
+    let mut magic = [0u8; 4];
+    let is_qcow = std::fs::File::open(path).and_then(|mut f| std::io::Read::read_exact(&mut f, &mut magic)).is_ok()
+        && &magic == b"QFI\xfb";
+    if is_qcow { "qcow2".into() } else { "raw".into() }
+}
+
+/// The QEMU process of this VM, if it runs: the pidfile names a live process whose command line
+/// carries the VM's name (so a recycled pid is not mistaken for it).
+pub fn running_pid(vm: &VmPaths) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(&vm.pidfile).ok()?.trim().parse().ok()?;
+    // SAFETY: signal 0 only checks that the process exists.
+    if unsafe { libc::kill(pid, 0) } != 0 {
+        return None;
+    }
+    match std::fs::read(format!("/proc/{pid}/cmdline")) {
+        Ok(cmd) => String::from_utf8_lossy(&cmd).contains(&format!("sysmonvm-{}", vm.name)).then_some(pid),
+        Err(_) => Some(pid), // no /proc (macOS): trust the live pid
+    }
+}
+
+/// Removes the leftovers of a QEMU that is gone (killed, crashed, host rebooted).
+pub fn reconcile(vm: &VmPaths) -> bool {
+    if running_pid(vm).is_some() {
+        return false;
+    }
+    let mut cleaned = false;
+    for f in [&vm.pidfile, &vm.qmp_socket, &vm.qga_socket] {
+        cleaned |= std::fs::remove_file(f).is_ok();
+    }
+    cleaned
+}
+
+fn port_free(port: u16) -> bool {
+    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+fn free_port() -> Result<u16, VmError> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(io("choosing a free port"))
+}
+
+/// Host ports for this start: the ones used last time if still free, else new free ones;
+/// a port the profile fixes must be free.
+pub fn choose_ports(state: &VmState) -> Result<(u16, Vec<(u16, u16)>), VmError> {
+    let ssh = match state.ssh_port {
+        Some(p) if port_free(p) => p,
+        _ => free_port()?,
+    };
+    let mut forwards = Vec::new();
+    for f in &state.profile.forwards {
+        let host = match f.host.filter(|h| *h != 0) {
+            Some(h) if port_free(h) => h,
+            Some(h) => return Err(VmError::PortInUse { port: h, guest: f.guest }),
+            None => match state.forwards.iter().find(|(_, g)| *g == f.guest) {
+                Some((h, _)) if port_free(*h) => *h,
+                _ => free_port()?,
+            },
+        };
+        forwards.push((host, f.guest));
+    }
+    Ok((ssh, forwards))
+}
+
+pub fn serial_tail(vm: &VmPaths, lines: usize) -> String {
+    let text = std::fs::read(&vm.serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The boot phases `start` waits through, in order.
+pub const PHASES: [&str; 6] = ["qemu", "firmware", "kernel", "sshd", "login", "cloud-init"];
+
+fn hint(phase: &str, accel: ResolvedAccel) -> String {
+    match phase {
+        "qemu" => "QEMU did not answer on its QMP socket; check `sysmonvm doctor`".into(),
+        "firmware" => "no output from the firmware on the serial port: wrong or corrupt edk2 files? see firmware-notes/".into(),
+        "kernel" => "the firmware ran but no kernel started: does the image boot under UEFI (shim/edk2 versions, see firmware-notes/)?".into(),
+        "sshd" if accel == ResolvedAccel::Tcg => "under tcg a boot takes minutes; raise --timeout, or check the network config in the serial log".into(),
+        "sshd" => "the kernel booted but sshd does not answer: look for cloud-init or network errors in the serial log".into(),
+        "login" => "sshd answers but refuses the workspace key: the seed (cloud-init) did not create the user".into(),
+        _ => "cloud-init has not finished: run `sysmonvm vm ssh -- sudo cloud-init status --long`".into(),
+    }
+}
+
+/// Pure: which phase the serial output proves was reached.
+pub fn serial_phase(serial: &str) -> &'static str {
+    if serial.contains("Linux version") || serial.contains("Booting Linux") || serial.contains("EFI stub") {
+        "kernel"
+    } else if !serial.trim().is_empty() {
+        "firmware"
+    } else {
+        "qemu"
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StartReport {
+    pub accel: ResolvedAccel,
+    pub ssh_port: u16,
+    pub forwards: Vec<(u16, u16)>,
+    pub already_running: bool,
+    /// Seconds from launch at which each phase was reached.
+    pub phases: Vec<(String, f64)>,
+    pub argv: Vec<String>,
+}
+
+pub struct StartOptions {
+    pub accel: ResolvedAccel,
+    pub wait: bool,
+    pub timeout: Duration,
+}
+
+pub fn ssh_target(ws: &Workspace, vm: &VmPaths, state: &VmState) -> Result<SshTarget, VmError> {
+    let private_key = std::fs::read_to_string(ws.user_key()).map_err(io(ws.user_key().display()))?;
+    let pinned = std::fs::read_to_string(&vm.host_key_pub).map_err(io(vm.host_key_pub.display()))?;
+    Ok(SshTarget {
+        host: "127.0.0.1".into(),
+        port: state.ssh_port.unwrap_or(0),
+        user: state.profile.ssh.user.clone(),
+        private_key,
+        pinned_host_key: pinned,
+    })
+}
+
+/// Does the TCP port answer with an SSH banner?
+pub async fn sshd_answers(port: u16) -> bool {
+    use tokio::io::AsyncReadExt;
+    let Ok(Ok(mut s)) =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(("127.0.0.1", port))).await
+    else {
+        return false;
+    };
+    let mut buf = [0u8; 4];
+    matches!(tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut buf)).await, Ok(Ok(_)) if &buf == b"SSH-")
+}
+
+pub async fn start(
+    ws: &Workspace,
+    name: &str,
+    opts: &StartOptions,
+    mut on_phase: impl FnMut(&str, f64),
+) -> Result<StartReport, VmError> {
+    let vm = ws.vm(name).map_err(|e| VmError::Setup(e.to_string()))?;
+    let mut state = load_state(&vm)?;
+    if running_pid(&vm).is_some() {
+        return Ok(StartReport {
+            accel: state.accel.unwrap_or(opts.accel),
+            ssh_port: state.ssh_port.unwrap_or(0),
+            forwards: state.forwards.clone(),
+            already_running: true,
+            phases: vec![],
+            argv: vec![],
+        });
+    }
+    reconcile(&vm);
+    let (code, _) = firmware_code(&state.profile, &vm)?;
+    let (ssh_port, forwards) = choose_ports(&state)?;
+    let plan =
+        LaunchPlan { accel: opts.accel, firmware_code: code, ssh_port, forwards: forwards.clone(), daemonize: true };
+    let args = argv::argv(&state.profile, &plan, &vm);
+    // A fresh serial log per boot, so phases and tails speak of this boot only.
+    let _ = std::fs::remove_file(&vm.serial_log);
+    let launched = Instant::now();
+    let out = tokio::process::Command::new(&args[0])
+        .args(&args[1..])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| {
+            VmError::Setup(format!(
+                "cannot run {}: {e} ({})",
+                args[0],
+                crate::qemu::firmware::install_hint(state.profile.arch)
+            ))
+        })?;
+    if !out.status.success() {
+        return Err(VmError::QemuExited {
+            status: out.status.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).trim().to_string(),
+            serial_tail: serial_tail(&vm, 20),
+        });
+    }
+    state.accel = Some(opts.accel);
+    state.ssh_port = Some(ssh_port);
+    state.forwards = forwards.clone();
+    save_state(&vm, &state)?;
+
+    let mut phases = Vec::new();
+    let mut reached = |phase: &'static str, phases: &mut Vec<(String, f64)>| {
+        let t = launched.elapsed().as_secs_f64();
+        phases.push((phase.to_string(), t));
+        on_phase(phase, t);
+    };
+    // QEMU up: QMP answers and the guest runs (an accelerator failure shows here as internal-error).
+    let mut qmp = QmpClient::connect(&vm.qmp_socket, Duration::from_secs(10))
+        .await
+        .map_err(|e| stuck("qemu", launched, &vm, opts.accel, &e.to_string()))?;
+    let st = qmp.query_status().await.map_err(|e| stuck("qemu", launched, &vm, opts.accel, &e.to_string()))?;
+    if !st.running && st.status != "prelaunch" {
+        return Err(stuck("qemu", launched, &vm, opts.accel, &format!("QMP says the guest is `{}`", st.status)));
+    }
+    reached("qemu", &mut phases);
+    drop(qmp);
+    if !opts.wait {
+        return Ok(StartReport { accel: opts.accel, ssh_port, forwards, already_running: false, phases, argv: args });
+    }
+    let deadline = launched + opts.timeout;
+    let mut seen = 1; // index into PHASES of the next phase to report
+    let target = ssh_target(ws, &vm, &state)?;
+    loop {
+        if running_pid(&vm).is_none() {
+            return Err(VmError::QemuExited {
+                status: "exited".into(),
+                stderr: String::new(),
+                serial_tail: serial_tail(&vm, 20),
+            });
+        }
+        let serial =
+            std::fs::read(&vm.serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+        let by_serial = PHASES.iter().position(|p| *p == serial_phase(&serial)).unwrap_or(0);
+        while seen <= by_serial.min(2) {
+            reached(PHASES[seen], &mut phases);
+            seen += 1;
+        }
+        if seen >= 3 || Instant::now() > launched + Duration::from_secs(5) {
+            if sshd_answers(ssh_port).await {
+                while seen <= 3 {
+                    reached(PHASES[seen], &mut phases);
+                    seen += 1;
+                }
+                if let Ok(session) = SshSession::connect(&target, Duration::from_secs(15)).await {
+                    if seen == 4 {
+                        reached("login", &mut phases);
+                        seen = 5;
+                    }
+                    let done = session
+                        .exec("test -f /var/lib/cloud/instance/boot-finished || cloud-init status 2>/dev/null | grep -q 'status: done'")
+                        .await
+                        .is_ok_and(|o| o.status == 0);
+                    session.close().await;
+                    if done {
+                        reached("cloud-init", &mut phases);
+                        return Ok(StartReport {
+                            accel: opts.accel,
+                            ssh_port,
+                            forwards,
+                            already_running: false,
+                            phases,
+                            argv: args,
+                        });
+                    }
+                }
+            }
+        }
+        if Instant::now() > deadline {
+            return Err(stuck(PHASES[seen.min(PHASES.len() - 1)], launched, &vm, opts.accel, "timed out"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+fn stuck(phase: &'static str, launched: Instant, vm: &VmPaths, accel: ResolvedAccel, why: &str) -> VmError {
+    VmError::Stuck {
+        phase,
+        waited: launched.elapsed(),
+        serial: vm.serial_log.display().to_string(),
+        tail: serial_tail(vm, 25),
+        hint: format!("{} ({why})", hint(phase, accel)),
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StopReport {
+    pub was_running: bool,
+    /// The guest shut itself down after the ACPI powerdown (QMP SHUTDOWN with guest = true).
+    pub clean: bool,
+    pub how: String,
+}
+
+pub async fn stop(vm: &VmPaths, force: bool, timeout: Duration) -> Result<StopReport, VmError> {
+    let Some(pid) = running_pid(vm) else {
+        reconcile(vm);
+        return Ok(StopReport { was_running: false, clean: true, how: "not running".into() });
+    };
+    let mut clean = false;
+    let mut how = String::new();
+    if let Ok(mut qmp) = QmpClient::connect(&vm.qmp_socket, Duration::from_secs(5)).await {
+        if !force && qmp.system_powerdown().await.is_ok() {
+            match qmp.wait_event("SHUTDOWN", timeout).await {
+                Ok(e) => {
+                    clean = e.data.get("guest").and_then(|g| g.as_bool()).unwrap_or(false);
+                    how = if clean { "guest shut down after ACPI powerdown".into() } else { "QEMU shut down".into() };
+                }
+                Err(_) => how = format!("no shutdown within {timeout:?} of the ACPI powerdown; "),
+            }
+        }
+        let _ = qmp.quit().await;
+        if how.is_empty() || !clean {
+            how.push_str("QEMU told to quit");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while running_pid(vm).is_some() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    if running_pid(vm).is_some() {
+        // SAFETY: sending SIGKILL to the pid the VM's own pidfile names (checked above).
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        how.push_str("; killed");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    reconcile(vm);
+    Ok(StopReport { was_running: true, clean, how })
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Status {
+    pub name: String,
+    pub state: String,
+    pub pid: Option<i32>,
+    pub qmp_status: Option<String>,
+    pub accel: Option<ResolvedAccel>,
+    pub ssh_port: Option<u16>,
+    pub ssh_reachable: bool,
+    pub forwards: Vec<(u16, u16)>,
+    pub guest_agent: Option<serde_json::Value>,
+    pub guest_agent_error: Option<String>,
+    pub reconciled: bool,
+    pub dir: PathBuf,
+}
+
+pub async fn status(vm: &VmPaths) -> Result<Status, VmError> {
+    let state = load_state(vm)?;
+    let reconciled = reconcile(vm);
+    let pid = running_pid(vm);
+    let mut s = Status {
+        name: vm.name.clone(),
+        state: if pid.is_some() { "running".into() } else { "stopped".into() },
+        pid,
+        qmp_status: None,
+        accel: state.accel,
+        ssh_port: state.ssh_port,
+        ssh_reachable: false,
+        forwards: state.forwards.clone(),
+        guest_agent: None,
+        guest_agent_error: None,
+        reconciled,
+        dir: vm.dir.clone(),
+    };
+    if pid.is_none() {
+        return Ok(s);
+    }
+    if let Ok(mut q) = QmpClient::connect(&vm.qmp_socket, Duration::from_secs(3)).await
+        && let Ok(st) = q.query_status().await
+    {
+        s.qmp_status = Some(st.status);
+    }
+    match QgaClient::connect(&vm.qga_socket, Duration::from_secs(3)).await {
+        Ok(mut g) => match g.facts().await {
+            Ok(f) => s.guest_agent = Some(f),
+            Err(e) => s.guest_agent_error = Some(e.to_string()),
+        },
+        Err(e) => s.guest_agent_error = Some(e.to_string()),
+    }
+    if let Some(p) = state.ssh_port {
+        s.ssh_reachable = sshd_answers(p).await;
+    }
+    Ok(s)
+}
+
+pub fn list(ws: &Workspace) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(ws.vms_dir())
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("state.json").exists())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+pub async fn destroy(vm: &VmPaths) -> Result<(), VmError> {
+    stop(vm, true, Duration::ZERO).await?;
+    if vm.dir.exists() {
+        std::fs::remove_dir_all(&vm.dir).map_err(io(vm.dir.display()))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn phases_from_serial_output() {
+        assert_eq!(serial_phase(""), "qemu");
+        assert_eq!(serial_phase("BdsDxe: loading Boot0001"), "firmware");
+        assert_eq!(serial_phase("EFI stub: Booting Linux Kernel...\n[    0.000000] Linux version 6.1.0"), "kernel");
+    }
+}
