@@ -401,33 +401,33 @@ pub async fn start(
             reached(PHASES[seen], &mut phases);
             seen += 1;
         }
-        if seen >= 3 || Instant::now() > launched + Duration::from_secs(5) {
-            if sshd_answers(ssh_port).await {
-                while seen <= 3 {
-                    reached(PHASES[seen], &mut phases);
-                    seen += 1;
+        // Some images print nothing on the serial port: after a few seconds, probe sshd anyway.
+        let probe_ssh = seen >= 3 || Instant::now() > launched + Duration::from_secs(5);
+        if probe_ssh && sshd_answers(ssh_port).await {
+            while seen <= 3 {
+                reached(PHASES[seen], &mut phases);
+                seen += 1;
+            }
+            if let Ok(session) = SshSession::connect(&target, Duration::from_secs(15)).await {
+                if seen == 4 {
+                    reached("login", &mut phases);
+                    seen = 5;
                 }
-                if let Ok(session) = SshSession::connect(&target, Duration::from_secs(15)).await {
-                    if seen == 4 {
-                        reached("login", &mut phases);
-                        seen = 5;
-                    }
-                    let done = session
-                        .exec("test -f /var/lib/cloud/instance/boot-finished || cloud-init status 2>/dev/null | grep -q 'status: done'")
-                        .await
-                        .is_ok_and(|o| o.status == 0);
-                    session.close().await;
-                    if done {
-                        reached("cloud-init", &mut phases);
-                        return Ok(StartReport {
-                            accel: opts.accel,
-                            ssh_port,
-                            forwards,
-                            already_running: false,
-                            phases,
-                            argv: args,
-                        });
-                    }
+                let done = session
+                    .exec("test -f /var/lib/cloud/instance/boot-finished || cloud-init status 2>/dev/null | grep -q 'status: done'")
+                    .await
+                    .is_ok_and(|o| o.status == 0);
+                session.close().await;
+                if done {
+                    reached("cloud-init", &mut phases);
+                    return Ok(StartReport {
+                        accel: opts.accel,
+                        ssh_port,
+                        forwards,
+                        already_running: false,
+                        phases,
+                        argv: args,
+                    });
                 }
             }
         }

@@ -33,6 +33,14 @@ pub fn select(all: Vec<Mount>) -> Vec<Mount> {
     out
 }
 
+/// Bytes an unprivileged user can still write on the filesystem holding `path`.
+#[allow(clippy::useless_conversion)] // the fields are 32-bit on some libc targets
+pub fn available_bytes(path: &Path) -> std::io::Result<u64> {
+    let s = statvfs(path)?;
+    let frsize = if s.f_frsize > 0 { u64::from(s.f_frsize) } else { u64::from(s.f_bsize) };
+    Ok(u64::from(s.f_bavail).saturating_mul(frsize))
+}
+
 pub fn statvfs(path: &Path) -> std::io::Result<libc::statvfs> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| std::io::Error::other("path contains NUL"))?;
     let mut out = std::mem::MaybeUninit::<libc::statvfs>::zeroed();

@@ -115,9 +115,7 @@ pub fn run(ws: &Workspace, profile_name: Option<&str>, fix: bool, json: bool) ->
             fix: (!has).then(|| "brew reinstall qemu".to_string()),
         });
     }
-    let free = sysmon_collector::filesystems::statvfs(ws.cache.parent().unwrap_or(&ws.cache))
-        .map(|s| s.f_bavail as u64 * s.f_frsize as u64)
-        .unwrap_or(0);
+    let free = sysmon_collector::filesystems::available_bytes(ws.cache.parent().unwrap_or(&ws.cache)).unwrap_or(0);
     let need = (p.disk_gib.min(20) << 30) / 4;
     checks.push(Check {
         name: "disk space".into(),
