@@ -141,20 +141,20 @@ pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> 
         firmware::copy_padded(Some(&vars_template), &vm.efi_vars, size).map_err(io(vm.efi_vars.display()))?;
     }
     if !vm.disk.exists() {
+        // Made under a temporary name and renamed, so a kill mid-way never leaves a half overlay.
+        let tmp = vm.disk.with_extension("qcow2.tmp");
         let out = std::process::Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", &image_format(&image.path), "-b"])
             .arg(&image.path)
-            .arg(&vm.disk)
+            .arg(&tmp)
             .arg(format!("{}G", p.disk_gib))
             .output()
             .map_err(|e| VmError::Setup(format!("qemu-img: {e} (install qemu-utils / qemu)")))?;
         if !out.status.success() {
-            let _ = std::fs::remove_file(&vm.disk);
-            return Err(VmError::Setup(format!(
-                "qemu-img create failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            let _ = std::fs::remove_file(&tmp);
+            return Err(VmError::Setup(format!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
         }
+        std::fs::rename(&tmp, &vm.disk).map_err(io(vm.disk.display()))?;
     }
     let state = VmState {
         name: name.to_string(),

@@ -3,6 +3,9 @@
 
 mod bench_collector;
 mod bench_fetch;
+mod bench_start;
+mod e2e;
+mod guest_image;
 
 use anyhow::{Result, bail};
 
@@ -14,13 +17,24 @@ tasks:
       median scrape latency, RSS, CPU at a 1 s sampling interval. Prints a Markdown table.
   bench-fetch [--mib N] [--rounds N]
       sysmonvm image fetch of an N MiB image (default 1024) over 127.0.0.1 against curl -o and
-      curl -o + sha256sum, same server, same run. Prints a Markdown table.";
+      curl -o + sha256sum, same server, same run. Prints a Markdown table.
+  bench-start [--accel tcg|kvm|auto]
+      sysmonvm vm start of the test guest against a bare QEMU launch with the same argv polled by
+      an ssh loop, both to SSH login + cloud-init done, same run.
+  e2e [--profile P]
+      boot the real test guest through `sysmonvm up` and check the lifecycle end to end.
+  guest-image [--workspace DIR] [--serve] [--port N] [--cache DIR]
+      build (or reuse) the Debian 12 amd64 test guest from Debian packages, sign its CHECKSUM,
+      write the debian-12-x86_64 profile into the workspace; --serve serves it on 127.0.0.1.";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("bench-collector") => bench_collector::run(&args[1..]),
         Some("bench-fetch") => bench_fetch::run(&args[1..]),
+        Some("guest-image") => guest_image::run_task(&args[1..]),
+        Some("bench-start") => bench_start::run(&args[1..]),
+        Some("e2e") => e2e::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

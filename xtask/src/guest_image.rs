@@ -1,0 +1,216 @@
+//! `cargo xtask guest-image`: builds the Debian 12 amd64 test guest from Debian packages
+//! (guest-image.sh), caches it keyed by the recipe and the package list, signs a CHECKSUM for it
+//! with a test OpenPGP key, writes the `debian-12-x86_64` profile into the workspace, and with
+//! `--serve` serves image, CHECKSUM and CHECKSUM.asc over 127.0.0.1 — so the e2e goes through the
+//! same download + checksum + signature path as AlmaLinux.
+
+use anyhow::{Context, Result, bail};
+use sha2::Digest;
+use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub const RECIPE: &str = include_str!("../guest-image.sh");
+/// What the guest carries: cloud-init, sshd, the guest agent, the frequency tools validate uses as
+/// references, stress-ng, and podman for containers (images are made locally, never pulled).
+pub const PACKAGES: &[&str] = &[
+    "systemd-sysv", "udev", "dbus", "kmod", "linux-image-cloud-amd64", "initramfs-tools", "cloud-init",
+    "openssh-server", "sudo", "stress-ng", "linux-cpupower", "linux-perf", "qemu-guest-agent", "iproute2",
+    "procps", "netbase", "less", "ca-certificates", "curl", "jq", "chrony", "podman", "busybox-static",
+];
+pub const IMAGE_NAME: &str = "debian-12-x86_64.qcow2";
+pub const PROFILE_NAME: &str = "debian-12-x86_64";
+
+pub struct Built {
+    pub dir: PathBuf,
+    pub image: PathBuf,
+    pub key_file: PathBuf,
+    pub fingerprint: String,
+}
+
+fn cache_key() -> String {
+    let mut h = sha2::Sha256::new();
+    h.update(RECIPE.as_bytes());
+    h.update(PACKAGES.join(",").as_bytes());
+    hex::encode(h.finalize())[..16].to_string()
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let st = cmd.status().with_context(|| format!("{cmd:?}"))?;
+    if !st.success() {
+        bail!("{cmd:?} failed with {st}");
+    }
+    Ok(())
+}
+
+fn gpg(home: &Path) -> Command {
+    let mut c = Command::new("gpg");
+    c.env("GNUPGHOME", home).args(["--batch", "--yes", "--quiet", "--pinentry-mode", "loopback", "--passphrase", ""]);
+    c
+}
+
+/// Builds (or reuses) the image and its signed CHECKSUM in `cache`.
+pub fn build(cache: &Path) -> Result<Built> {
+    let dir = cache.join(cache_key());
+    std::fs::create_dir_all(&dir)?;
+    let image = dir.join("disk.qcow2");
+    if !image.exists() {
+        let script = dir.join("guest-image.sh");
+        std::fs::write(&script, RECIPE)?;
+        let start = std::time::Instant::now();
+        run(Command::new("bash").arg(&script).arg(&dir).env("GUEST_PKGS", PACKAGES.join(",")))?;
+        eprintln!("[guest-image] built in {:.0} s", start.elapsed().as_secs_f64());
+    } else {
+        eprintln!("[guest-image] cached: {}", image.display());
+    }
+    // The signing key of the test guest's CHECKSUM (a throwaway, made once per cache).
+    let home = cache.join("gnupg");
+    if !home.join("pubring.kbx").exists() {
+        std::fs::create_dir_all(&home)?;
+        std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
+        run(gpg(&home).args(["--quick-gen-key", "sysmonvm test guest <guest@sysmonvm.invalid>", "ed25519", "sign,cert", "never"]))?;
+    }
+    let out = gpg(&home).args(["--with-colons", "--list-keys"]).output()?;
+    let fingerprint = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find(|l| l.starts_with("fpr:"))
+        .and_then(|l| l.split(':').nth(9))
+        .context("no key fingerprint")?
+        .to_string();
+    let key_file = dir.join("guest-signing-key.asc");
+    let key = gpg(&home).args(["--armor", "--export", &fingerprint]).output()?;
+    std::fs::write(&key_file, key.stdout)?;
+    let checksum = dir.join("CHECKSUM");
+    if !dir.join("CHECKSUM.asc").exists() || !checksum.exists() {
+        let (sha, size) = hash(&image)?;
+        std::fs::write(&checksum, format!("# {IMAGE_NAME}: {size} bytes\nSHA256 ({IMAGE_NAME}) = {sha}\n"))?;
+        run(gpg(&home).args(["--local-user", &format!("{fingerprint}!"), "--armor", "--detach-sign", "--output"]).arg(dir.join("CHECKSUM.asc")).arg(&checksum))?;
+    }
+    Ok(Built { dir, image, key_file, fingerprint })
+}
+
+fn hash(p: &Path) -> Result<(String, u64)> {
+    let mut f = std::fs::File::open(p)?;
+    let mut h = sha2::Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf)?;
+        if k == 0 {
+            break;
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+    Ok((hex::encode(h.finalize()), n))
+}
+
+pub fn profile_yaml(port: u16, b: &Built) -> String {
+    let base = format!("http://127.0.0.1:{port}");
+    [
+        "# Written by `cargo xtask guest-image`: the Debian 12 test guest served over 127.0.0.1.".to_string(),
+        format!("name: {PROFILE_NAME}"),
+        "description: Debian 12 amd64 cloud guest built from Debian packages (tests)".into(),
+        "arch: x86_64".into(),
+        "accel: auto".into(),
+        "machine: q35".into(),
+        "cpu: host".into(),
+        "smp: 2".into(),
+        "memory_mib: 2048".into(),
+        "disk_gib: 8".into(),
+        "firmware: auto".into(),
+        "image:".into(),
+        format!("  url: {base}/{IMAGE_NAME}"),
+        format!("  checksum_url: {base}/CHECKSUM"),
+        format!("  signature_url: {base}/CHECKSUM.asc"),
+        format!("  key: {}", b.key_file.display()),
+        format!("  key_fingerprint: {}", b.fingerprint),
+        "ssh:".into(),
+        "  user: lab".into(),
+        "forwards:".into(),
+        "  - guest: 9105".into(),
+        "seed: virtio".into(),
+        "guest_family: apt".into(),
+        "collector:".into(),
+        "  port: 9105".into(),
+        "  interval: 1s".into(),
+        String::new(),
+    ]
+    .join("\n")
+}
+
+/// Serves the image, CHECKSUM and CHECKSUM.asc (with Range) until the process is killed.
+pub fn serve(listener: TcpListener, b: &Built) -> Result<()> {
+    let files: Vec<(String, PathBuf)> = vec![
+        (format!("/{IMAGE_NAME}"), b.image.clone()),
+        ("/CHECKSUM".into(), b.dir.join("CHECKSUM")),
+        ("/CHECKSUM.asc".into(), b.dir.join("CHECKSUM.asc")),
+    ];
+    for stream in listener.incoming().flatten() {
+        let files = files.clone();
+        std::thread::spawn(move || -> Result<()> {
+            let mut r = BufReader::new(stream.try_clone()?);
+            let mut line = String::new();
+            r.read_line(&mut line)?;
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let mut start = 0u64;
+            loop {
+                let mut h = String::new();
+                if r.read_line(&mut h)? == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("range: bytes=") {
+                    start = v.trim().trim_end_matches('-').parse().unwrap_or(0);
+                }
+            }
+            let mut w = stream;
+            let Some((_, file)) = files.iter().find(|(p, _)| *p == path) else {
+                w.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+                return Ok(());
+            };
+            let mut f = std::fs::File::open(file)?;
+            let len = f.metadata()?.len();
+            if start > 0 && start < len {
+                write!(w, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", len - 1, len - start)?;
+                f.seek(std::io::SeekFrom::Start(start))?;
+            } else {
+                write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")?;
+            }
+            std::io::copy(&mut f, &mut w)?;
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
+pub fn run_task(args: &[String]) -> Result<()> {
+    let mut serve_it = false;
+    let mut port = 0u16;
+    let mut workspace: Option<PathBuf> = None;
+    let mut cache = crate::workspace_root().join("target/guest-image");
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--serve" => serve_it = true,
+            "--port" => port = it.next().context("--port N")?.parse()?,
+            "--workspace" => workspace = Some(it.next().context("--workspace DIR")?.into()),
+            "--cache" => cache = it.next().context("--cache DIR")?.into(),
+            other => bail!("unknown option {other}"),
+        }
+    }
+    let built = build(&cache)?;
+    let listener = TcpListener::bind(("127.0.0.1", port))?;
+    let port = listener.local_addr()?.port();
+    let ws = sysmonvm::workspace::Workspace::resolve(workspace.as_deref())?;
+    std::fs::create_dir_all(ws.profiles_dir())?;
+    let profile = ws.profiles_dir().join(format!("{PROFILE_NAME}.yaml"));
+    std::fs::write(&profile, profile_yaml(port, &built))?;
+    println!("profile {}", profile.display());
+    if serve_it {
+        println!("serving http://127.0.0.1:{port}");
+        std::io::stdout().flush()?;
+        serve(listener, &built)?;
+    }
+    Ok(())
+}
