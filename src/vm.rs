@@ -152,7 +152,10 @@ pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> 
             .map_err(|e| VmError::Setup(format!("qemu-img: {e} (install qemu-utils / qemu)")))?;
         if !out.status.success() {
             let _ = std::fs::remove_file(&tmp);
-            return Err(VmError::Setup(format!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr).trim())));
+            return Err(VmError::Setup(format!(
+                "qemu-img create failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
         }
         std::fs::rename(&tmp, &vm.disk).map_err(io(vm.disk.display()))?;
     }
@@ -322,12 +325,19 @@ pub async fn start(
     let vm = ws.vm(name).map_err(|e| VmError::Setup(e.to_string()))?;
     let mut state = load_state(&vm)?;
     if running_pid(&vm).is_some() {
+        // Already running (perhaps an earlier start was interrupted while it waited): launch
+        // nothing, but wait for readiness like a start would, so both end in the same state.
+        let mut phases = Vec::new();
+        let running = StartOptions { accel: state.accel.unwrap_or(opts.accel), wait: opts.wait, timeout: opts.timeout };
+        if opts.wait {
+            wait_ready(ws, &vm, &state, Instant::now(), &running, &mut phases, &mut on_phase).await?;
+        }
         return Ok(StartReport {
-            accel: state.accel.unwrap_or(opts.accel),
+            accel: running.accel,
             ssh_port: state.ssh_port.unwrap_or(0),
             forwards: state.forwards.clone(),
             already_running: true,
-            phases: vec![],
+            phases,
             argv: vec![],
         });
     }
@@ -383,34 +393,56 @@ pub async fn start(
     if !opts.wait {
         return Ok(StartReport { accel: opts.accel, ssh_port, forwards, already_running: false, phases, argv: args });
     }
+    wait_ready(ws, &vm, &state, launched, opts, &mut phases, &mut on_phase).await?;
+    Ok(StartReport { accel: opts.accel, ssh_port, forwards, already_running: false, phases, argv: args })
+}
+
+/// Waits through the boot phases after `qemu` until SSH logs in and cloud-init has finished.
+/// Used after a launch, and by `up` on a VM that already runs (an earlier `up` may have been
+/// interrupted while waiting), so both end in the same state.
+pub async fn wait_ready(
+    ws: &Workspace,
+    vm: &VmPaths,
+    state: &VmState,
+    launched: Instant,
+    opts: &StartOptions,
+    phases: &mut Vec<(String, f64)>,
+    on_phase: &mut impl FnMut(&str, f64),
+) -> Result<(), VmError> {
+    let ssh_port = state.ssh_port.unwrap_or(0);
+    let mut reached = |phase: &'static str, phases: &mut Vec<(String, f64)>| {
+        let t = launched.elapsed().as_secs_f64();
+        phases.push((phase.to_string(), t));
+        on_phase(phase, t);
+    };
     let deadline = launched + opts.timeout;
     let mut seen = 1; // index into PHASES of the next phase to report
-    let target = ssh_target(ws, &vm, &state)?;
+    let target = ssh_target(ws, vm, state)?;
     loop {
-        if running_pid(&vm).is_none() {
+        if running_pid(vm).is_none() {
             return Err(VmError::QemuExited {
                 status: "exited".into(),
                 stderr: String::new(),
-                serial_tail: serial_tail(&vm, 20),
+                serial_tail: serial_tail(vm, 20),
             });
         }
         let serial =
             std::fs::read(&vm.serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
         let by_serial = PHASES.iter().position(|p| *p == serial_phase(&serial)).unwrap_or(0);
         while seen <= by_serial.min(2) {
-            reached(PHASES[seen], &mut phases);
+            reached(PHASES[seen], phases);
             seen += 1;
         }
         // Some images print nothing on the serial port: after a few seconds, probe sshd anyway.
         let probe_ssh = seen >= 3 || Instant::now() > launched + Duration::from_secs(5);
         if probe_ssh && sshd_answers(ssh_port).await {
             while seen <= 3 {
-                reached(PHASES[seen], &mut phases);
+                reached(PHASES[seen], phases);
                 seen += 1;
             }
             if let Ok(session) = SshSession::connect(&target, Duration::from_secs(15)).await {
                 if seen == 4 {
-                    reached("login", &mut phases);
+                    reached("login", phases);
                     seen = 5;
                 }
                 let done = session
@@ -419,20 +451,13 @@ pub async fn start(
                     .is_ok_and(|o| o.status == 0);
                 session.close().await;
                 if done {
-                    reached("cloud-init", &mut phases);
-                    return Ok(StartReport {
-                        accel: opts.accel,
-                        ssh_port,
-                        forwards,
-                        already_running: false,
-                        phases,
-                        argv: args,
-                    });
+                    reached("cloud-init", phases);
+                    return Ok(());
                 }
             }
         }
         if Instant::now() > deadline {
-            return Err(stuck(PHASES[seen.min(PHASES.len() - 1)], launched, &vm, opts.accel, "timed out"));
+            return Err(stuck(PHASES[seen.min(PHASES.len() - 1)], launched, vm, opts.accel, "timed out"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

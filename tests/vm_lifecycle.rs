@@ -109,7 +109,7 @@ fn lifecycle(arch: &str) {
 
     // `up` on a running VM says so and changes nothing.
     let pid_before = std::fs::read_to_string(vmdir.join("qemu.pid")).unwrap();
-    let (code, up, err) = sysmonvm(&ws, &["up", "--profile", p, "--name", "fw"]);
+    let (code, up, err) = sysmonvm(&ws, &["up", "--profile", p, "--name", "fw", "--no-wait"]);
     assert_eq!(code, 0, "{err}");
     assert_eq!(up["already_running"], true);
     assert_eq!(std::fs::read_to_string(vmdir.join("qemu.pid")).unwrap(), pid_before);

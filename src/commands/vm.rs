@@ -99,11 +99,14 @@ pub fn up(ws: &Workspace, a: UpArgs, json: bool) -> Exit {
     rt.block_on(async {
         let paths = ws.vm(&name)?;
         if vm::running_pid(&paths).is_some() {
-            let s = vm::status(&paths).await?;
+            let state = vm::load_state(&paths)?;
+            let opts =
+                StartOptions { accel: state.accel.unwrap_or(ResolvedAccel::Tcg), wait: !a.no_wait, timeout: a.timeout };
+            let report = vm::start(ws, &name, &opts, phase_printer(json)).await?;
             if json {
-                print_json(&serde_json::json!({ "name": name, "already_running": true, "status": s }))?;
+                print_json(&serde_json::json!({ "name": name, "already_running": true, "start": report }))?;
             } else {
-                println!("VM {name} is already running (ssh port {}); nothing changed", s.ssh_port.unwrap_or(0));
+                println!("VM {name} is already running (ssh port {}); nothing changed", report.ssh_port);
             }
             return Ok(0);
         }

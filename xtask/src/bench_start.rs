@@ -23,7 +23,12 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let root = crate::workspace_root();
-    if !Command::new(env!("CARGO")).args(["build", "--release", "--quiet", "-p", "sysmonvm"]).current_dir(&root).status()?.success() {
+    if !Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "sysmonvm"])
+        .current_dir(&root)
+        .status()?
+        .success()
+    {
         bail!("build failed");
     }
     let ws = std::env::temp_dir().join(format!("sysmonvm-bench-start-{}", std::process::id()));
@@ -33,7 +38,12 @@ pub fn run(args: &[String]) -> Result<()> {
     let port = listener.local_addr()?.port();
     std::fs::create_dir_all(ws.join("profiles"))?;
     std::fs::write(ws.join("profiles/debian-12-x86_64.yaml"), crate::guest_image::profile_yaml(port, &built))?;
-    let served = crate::guest_image::Built { dir: built.dir.clone(), image: built.image.clone(), key_file: built.key_file.clone(), fingerprint: built.fingerprint.clone() };
+    let served = crate::guest_image::Built {
+        dir: built.dir.clone(),
+        image: built.image.clone(),
+        key_file: built.key_file.clone(),
+        fingerprint: built.fingerprint.clone(),
+    };
     std::thread::spawn(move || crate::guest_image::serve(listener, &served));
 
     for vm in ["bench-a", "bench-b"] {
@@ -56,7 +66,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // Bare: the same argv (from `vm argv`), launched directly, then `ssh … test -f boot-finished` in a loop.
     let vm_dir = ws.join("vms/bench-b");
     let ssh_port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let o = sysmonvm(&ws, &["vm", "argv", "--profile", "debian-12-x86_64", "--name", "bench-b", "--accel", &accel, "--json"])?;
+    let o = sysmonvm(
+        &ws,
+        &["vm", "argv", "--profile", "debian-12-x86_64", "--name", "bench-b", "--accel", &accel, "--json"],
+    )?;
     let argv: Vec<String> = serde_json::from_slice(&o.stdout).context("vm argv --json")?;
     let argv: Vec<String> = argv
         .into_iter()
@@ -69,9 +82,29 @@ pub fn run(args: &[String]) -> Result<()> {
     }
     loop {
         let ok = Command::new("ssh")
-            .args(["-q", "-i", key.to_str().unwrap(), "-p", &ssh_port.to_string(), "-o", "BatchMode=yes", "-o", "ConnectTimeout=2"])
-            .args(["-o", "StrictHostKeyChecking=yes", "-o", &format!("UserKnownHostsFile={}", vm_dir.join("known_hosts").display())])
-            .args(["-o", "HostKeyAlias=sysmonvm-bench-b", "lab@127.0.0.1", "test -f /var/lib/cloud/instance/boot-finished"])
+            .args([
+                "-q",
+                "-i",
+                key.to_str().unwrap(),
+                "-p",
+                &ssh_port.to_string(),
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "ConnectTimeout=2",
+            ])
+            .args([
+                "-o",
+                "StrictHostKeyChecking=yes",
+                "-o",
+                &format!("UserKnownHostsFile={}", vm_dir.join("known_hosts").display()),
+            ])
+            .args([
+                "-o",
+                "HostKeyAlias=sysmonvm-bench-b",
+                "lab@127.0.0.1",
+                "test -f /var/lib/cloud/instance/boot-finished",
+            ])
             .status()?
             .success();
         if ok {

@@ -17,7 +17,11 @@ struct Run {
 impl Run {
     fn sysmonvm(&self, args: &[&str]) -> Result<(bool, Value, String)> {
         let o = Command::new(&self.bin).arg("--workspace").arg(&self.ws).arg("--json").args(args).output()?;
-        Ok((o.status.success(), serde_json::from_slice(&o.stdout).unwrap_or(Value::Null), String::from_utf8_lossy(&o.stderr).into_owned()))
+        Ok((
+            o.status.success(),
+            serde_json::from_slice(&o.stdout).unwrap_or(Value::Null),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        ))
     }
 
     fn step<T>(&mut self, name: &str, f: impl FnOnce(&mut Run) -> Result<T>) -> Result<T> {
@@ -46,12 +50,20 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let root = crate::workspace_root();
-    ensure!(Command::new(env!("CARGO")).args(["build", "--release", "--quiet", "-p", "sysmonvm"]).current_dir(&root).status()?.success(), "build failed");
+    ensure!(
+        Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "-p", "sysmonvm"])
+            .current_dir(&root)
+            .status()?
+            .success(),
+        "build failed"
+    );
     let ws = std::env::temp_dir().join(format!("sysmonvm-e2e-{}", std::process::id()));
     let mut r = Run { ws: ws.clone(), bin: root.join("target/release/sysmonvm"), timings: Vec::new() };
 
     if profile == "debian-12-x86_64" {
-        let built = r.step("guest image (build or reuse)", |_| crate::guest_image::build(&root.join("target/guest-image")))?;
+        let built =
+            r.step("guest image (build or reuse)", |_| crate::guest_image::build(&root.join("target/guest-image")))?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
         let port = listener.local_addr()?.port();
         std::fs::create_dir_all(ws.join("profiles"))?;
@@ -74,13 +86,26 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     r.step("SSH with the pinned host key", |r| {
-        let o = Command::new(&r.bin).arg("--workspace").arg(&r.ws).args(["vm", "ssh", name, "--", "cat", "/etc/hostname"]).output()?;
+        let o = Command::new(&r.bin)
+            .arg("--workspace")
+            .arg(&r.ws)
+            .args(["vm", "ssh", name, "--", "cat", "/etc/hostname"])
+            .output()?;
         ensure!(o.status.success(), "vm ssh: {}", String::from_utf8_lossy(&o.stderr));
-        ensure!(String::from_utf8_lossy(&o.stdout).trim() == name, "hostname from the seed: {:?}", String::from_utf8_lossy(&o.stdout));
+        ensure!(
+            String::from_utf8_lossy(&o.stdout).trim() == name,
+            "hostname from the seed: {:?}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         // The pinned key: a known_hosts holding another key must make ssh refuse.
         let kh = vm_dir.join("known_hosts");
         let saved = std::fs::read_to_string(&kh)?;
-        std::fs::write(&kh, format!("sysmonvm-{name} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"))?;
+        std::fs::write(
+            &kh,
+            format!(
+                "sysmonvm-{name} ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+            ),
+        )?;
         let o = Command::new(&r.bin).arg("--workspace").arg(&r.ws).args(["vm", "ssh", name, "--", "true"]).output()?;
         std::fs::write(&kh, saved)?;
         ensure!(!o.status.success(), "ssh accepted a host key that is not the pinned one");

@@ -15,9 +15,29 @@ pub const RECIPE: &str = include_str!("../guest-image.sh");
 /// What the guest carries: cloud-init, sshd, the guest agent, the frequency tools validate uses as
 /// references, stress-ng, and podman for containers (images are made locally, never pulled).
 pub const PACKAGES: &[&str] = &[
-    "systemd-sysv", "udev", "dbus", "kmod", "linux-image-cloud-amd64", "initramfs-tools", "cloud-init",
-    "openssh-server", "sudo", "stress-ng", "linux-cpupower", "linux-perf", "qemu-guest-agent", "iproute2",
-    "procps", "netbase", "less", "ca-certificates", "curl", "jq", "chrony", "podman", "busybox-static",
+    "systemd-sysv",
+    "udev",
+    "dbus",
+    "kmod",
+    "linux-image-cloud-amd64",
+    "initramfs-tools",
+    "cloud-init",
+    "openssh-server",
+    "sudo",
+    "stress-ng",
+    "linux-cpupower",
+    "linux-perf",
+    "qemu-guest-agent",
+    "iproute2",
+    "procps",
+    "netbase",
+    "less",
+    "ca-certificates",
+    "curl",
+    "jq",
+    "chrony",
+    "podman",
+    "busybox-static",
 ];
 pub const IMAGE_NAME: &str = "debian-12-x86_64.qcow2";
 pub const PROFILE_NAME: &str = "debian-12-x86_64";
@@ -69,7 +89,13 @@ pub fn build(cache: &Path) -> Result<Built> {
     if !home.join("pubring.kbx").exists() {
         std::fs::create_dir_all(&home)?;
         std::fs::set_permissions(&home, std::os::unix::fs::PermissionsExt::from_mode(0o700))?;
-        run(gpg(&home).args(["--quick-gen-key", "sysmonvm test guest <guest@sysmonvm.invalid>", "ed25519", "sign,cert", "never"]))?;
+        run(gpg(&home).args([
+            "--quick-gen-key",
+            "sysmonvm test guest <guest@sysmonvm.invalid>",
+            "ed25519",
+            "sign,cert",
+            "never",
+        ]))?;
     }
     let out = gpg(&home).args(["--with-colons", "--list-keys"]).output()?;
     let fingerprint = String::from_utf8_lossy(&out.stdout)
@@ -85,7 +111,10 @@ pub fn build(cache: &Path) -> Result<Built> {
     if !dir.join("CHECKSUM.asc").exists() || !checksum.exists() {
         let (sha, size) = hash(&image)?;
         std::fs::write(&checksum, format!("# {IMAGE_NAME}: {size} bytes\nSHA256 ({IMAGE_NAME}) = {sha}\n"))?;
-        run(gpg(&home).args(["--local-user", &format!("{fingerprint}!"), "--armor", "--detach-sign", "--output"]).arg(dir.join("CHECKSUM.asc")).arg(&checksum))?;
+        run(gpg(&home)
+            .args(["--local-user", &format!("{fingerprint}!"), "--armor", "--detach-sign", "--output"])
+            .arg(dir.join("CHECKSUM.asc"))
+            .arg(&checksum))?;
     }
     Ok(Built { dir, image, key_file, fingerprint })
 }
@@ -172,7 +201,12 @@ pub fn serve(listener: TcpListener, b: &Built) -> Result<()> {
             let mut f = std::fs::File::open(file)?;
             let len = f.metadata()?.len();
             if start > 0 && start < len {
-                write!(w, "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n", len - 1, len - start)?;
+                write!(
+                    w,
+                    "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {start}-{}/{len}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                    len - 1,
+                    len - start
+                )?;
                 f.seek(std::io::SeekFrom::Start(start))?;
             } else {
                 write!(w, "HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nConnection: close\r\n\r\n")?;
