@@ -243,8 +243,36 @@ pub fn choose_ports(state: &VmState) -> Result<(u16, Vec<(u16, u16)>), VmError> 
     Ok((ssh, forwards))
 }
 
+/// Serial output without terminal control sequences (firmware menus clear the screen a lot).
+pub fn printable(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len());
+    let mut chars = raw.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => {
+                // CSI: ESC [ params final-byte; other escapes: drop ESC and the next char.
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for d in chars.by_ref() {
+                        if ('@'..='~').contains(&d) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            '\n' | '\t' => out.push(c),
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 pub fn serial_tail(vm: &VmPaths, lines: usize) -> String {
-    let text = std::fs::read(&vm.serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+    let text =
+        printable(&std::fs::read(&vm.serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default());
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -595,6 +623,11 @@ pub async fn destroy(vm: &VmPaths) -> Result<(), VmError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_sequences_are_stripped() {
+        assert_eq!(printable("\u{1b}[2J\u{1b}[01;01HUEFI Shell\r\nok\u{7}"), "UEFI Shell\nok");
+    }
 
     #[test]
     fn phases_from_serial_output() {

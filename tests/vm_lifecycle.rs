@@ -191,3 +191,32 @@ fn kvm_self_test_gives_a_verdict_on_this_machine() {
         }
     }
 }
+
+#[test]
+fn a_boot_that_never_reaches_the_kernel_names_its_phase_with_the_serial_tail() {
+    let Some(lab) = lab("x86_64") else { return };
+    let ws = lab.dir.path().join("ws");
+    assert_eq!(sysmonvm(&ws, &["vm", "create", "--profile", lab.profile.to_str().unwrap(), "--name", "fw"]).0, 0);
+    // A blank disk: the firmware runs, no kernel ever starts.
+    let (code, _, err) = sysmonvm(&ws, &["vm", "start", "fw", "--accel", "tcg", "--timeout", "12s"]);
+    assert_ne!(code, 0);
+    // The firmware ran (the UEFI shell is in the log); the phase it waits for is the kernel.
+    assert!(err.contains("the boot is stuck at phase `kernel`"), "{err}");
+    assert!(err.contains("UEFI Interactive Shell") && !err.contains('\u{1b}'), "readable serial tail: {err}");
+    assert!(err.contains("last lines of") && err.contains("serial.log"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    let _ = sysmonvm(&ws, &["vm", "destroy", "fw", "--yes"]);
+}
+
+#[test]
+fn a_qemu_that_exits_at_once_shows_its_stderr() {
+    let Some(lab) = lab("x86_64") else { return };
+    let ws = lab.dir.path().join("ws");
+    let yaml = std::fs::read_to_string(&lab.profile).unwrap().replace("machine: q35", "machine: no-such-machine");
+    std::fs::write(&lab.profile, yaml).unwrap();
+    assert_eq!(sysmonvm(&ws, &["vm", "create", "--profile", lab.profile.to_str().unwrap(), "--name", "fw"]).0, 0);
+    let (code, _, err) = sysmonvm(&ws, &["vm", "start", "fw", "--accel", "tcg", "--no-wait"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("QEMU exited during start") && err.contains("unsupported machine type"), "{err}");
+    assert!(!ws.join("vms/fw/qemu.pid").exists());
+}

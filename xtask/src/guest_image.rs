@@ -6,7 +6,7 @@
 
 use anyhow::{Context, Result, bail};
 use sha2::Digest;
-use std::io::{BufRead, BufReader, Read, Seek, Write};
+use std::io::{BufRead, BufReader, Seek, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -109,7 +109,7 @@ pub fn build(cache: &Path) -> Result<Built> {
     std::fs::write(&key_file, key.stdout)?;
     let checksum = dir.join("CHECKSUM");
     if !dir.join("CHECKSUM.asc").exists() || !checksum.exists() {
-        let (sha, size) = hash(&image)?;
+        let (sha, size) = sysmonvm::image::download::hash_file(&image)?;
         std::fs::write(&checksum, format!("# {IMAGE_NAME}: {size} bytes\nSHA256 ({IMAGE_NAME}) = {sha}\n"))?;
         run(gpg(&home)
             .args(["--local-user", &format!("{fingerprint}!"), "--armor", "--detach-sign", "--output"])
@@ -117,22 +117,6 @@ pub fn build(cache: &Path) -> Result<Built> {
             .arg(&checksum))?;
     }
     Ok(Built { dir, image, key_file, fingerprint })
-}
-
-fn hash(p: &Path) -> Result<(String, u64)> {
-    let mut f = std::fs::File::open(p)?;
-    let mut h = sha2::Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf)?;
-        if k == 0 {
-            break;
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
-    Ok((hex::encode(h.finalize()), n))
 }
 
 pub fn profile_yaml(port: u16, b: &Built) -> String {
