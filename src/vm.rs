@@ -104,12 +104,6 @@ fn firmware_code(p: &Profile, vm: &VmPaths) -> Result<(PathBuf, PathBuf), VmErro
     Ok((code, pair.vars_template))
 }
 
-fn now() -> String {
-    sysmon_collector::host::rfc3339(
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64,
-    )
-}
-
 /// Makes everything a VM needs on disk. Idempotent: what exists is kept.
 pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> Result<VmState, VmError> {
     let vm = ws.vm(name).map_err(|e| VmError::Setup(e.to_string()))?;
@@ -166,7 +160,7 @@ pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> 
         image_path: image.path.clone(),
         image_sha256: image.sha256.clone(),
         instance_id,
-        created_at: now(),
+        created_at: sysmon_collector::host::now_rfc3339(),
         accel: None,
         ssh_port: None,
         forwards: Vec::new(),

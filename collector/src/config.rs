@@ -106,24 +106,20 @@ fn invalid(path: &Path, key: String, problem: String) -> ConfigError {
 
 /// Parses a config file's text; YAML unless the name ends in `.json`. (JSON is valid YAML, but
 /// the JSON parser gives better positions for JSON files.)
+/// A deserialiser error with the key path where it happened, either format.
+fn at_key<E: std::fmt::Display>(path: &Path, e: serde_path_to_error::Error<E>) -> ConfigError {
+    let key = e.path().to_string();
+    invalid(path, key, e.into_inner().to_string())
+}
+
 pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     if path.extension().is_some_and(|e| e == "json") {
         let de = &mut serde_json::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            invalid(path, key, format!("{inner}"))
-        })
+        serde_path_to_error::deserialize(de).map_err(|e| at_key(path, e))
+    } else if text.trim().is_empty() {
+        Ok(FileConfig::default())
     } else {
-        if text.trim().is_empty() {
-            return Ok(FileConfig::default());
-        }
-        let de = serde_yaml::Deserializer::from_str(text);
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            invalid(path, key, format!("{inner}"))
-        })
+        serde_path_to_error::deserialize(serde_yaml::Deserializer::from_str(text)).map_err(|e| at_key(path, e))
     }
 }
 

@@ -51,6 +51,12 @@ pub fn clock_ticks() -> f64 {
     if t > 0 { t as f64 } else { 100.0 }
 }
 
+/// The current time as RFC 3339 UTC with milliseconds.
+pub fn now_rfc3339() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+    rfc3339(nanos.min(u128::from(u64::MAX)) as u64)
+}
+
 /// RFC 3339 UTC with milliseconds, from Unix nanoseconds (days-to-civil after H. Hinnant).
 pub fn rfc3339(unix_nanos: u64) -> String {
     let secs = unix_nanos / 1_000_000_000;

@@ -205,12 +205,6 @@ async fn expected_digest(
     Ok((entry.digest.clone(), verified, key.map(|k| k.fingerprint)))
 }
 
-fn now_rfc3339() -> String {
-    let nanos =
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos() as u64;
-    sysmon_collector::host::rfc3339(nanos)
-}
-
 /// Fetches and verifies an image into the cache (or verifies a local image in place).
 pub async fn fetch(
     src: &ImageSource,
@@ -274,7 +268,7 @@ pub async fn fetch(
                         size: d.size,
                         signature_verified,
                         key_fingerprint: key_fingerprint.clone(),
-                        fetched_at: now_rfc3339(),
+                        fetched_at: sysmon_collector::host::now_rfc3339(),
                     })?;
                     return Ok(FetchedImage {
                         path: img.path,

@@ -34,17 +34,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let ws = std::env::temp_dir().join(format!("sysmonvm-bench-start-{}", std::process::id()));
     std::fs::create_dir_all(&ws)?;
     let built = crate::guest_image::build(&root.join("target/guest-image"))?;
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    std::fs::create_dir_all(ws.join("profiles"))?;
-    std::fs::write(ws.join("profiles/debian-12-x86_64.yaml"), crate::guest_image::profile_yaml(port, &built))?;
-    let served = crate::guest_image::Built {
-        dir: built.dir.clone(),
-        image: built.image.clone(),
-        key_file: built.key_file.clone(),
-        fingerprint: built.fingerprint.clone(),
-    };
-    std::thread::spawn(move || crate::guest_image::serve(listener, &served));
+    crate::guest_image::serve_in_background(built, &ws.join("profiles"))?;
 
     for vm in ["bench-a", "bench-b"] {
         let o = sysmonvm(&ws, &["vm", "create", "--profile", "debian-12-x86_64", "--name", vm])?;

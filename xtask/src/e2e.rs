@@ -64,11 +64,7 @@ pub fn run(args: &[String]) -> Result<()> {
     if profile == "debian-12-x86_64" {
         let built =
             r.step("guest image (build or reuse)", |_| crate::guest_image::build(&root.join("target/guest-image")))?;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-        let port = listener.local_addr()?.port();
-        std::fs::create_dir_all(ws.join("profiles"))?;
-        std::fs::write(ws.join("profiles/debian-12-x86_64.yaml"), crate::guest_image::profile_yaml(port, &built))?;
-        std::thread::spawn(move || crate::guest_image::serve(listener, &built));
+        crate::guest_image::serve_in_background(built, &ws.join("profiles"))?;
     }
     let name = "e2e";
     let vm_dir: PathBuf = ws.join("vms").join(name);

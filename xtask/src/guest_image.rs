@@ -42,6 +42,7 @@ pub const PACKAGES: &[&str] = &[
 pub const IMAGE_NAME: &str = "debian-12-x86_64.qcow2";
 pub const PROFILE_NAME: &str = "debian-12-x86_64";
 
+#[derive(Clone)]
 pub struct Built {
     pub dir: PathBuf,
     pub image: PathBuf,
@@ -153,6 +154,24 @@ pub fn profile_yaml(port: u16, b: &Built) -> String {
     .join("\n")
 }
 
+/// Binds 127.0.0.1:`port` (0 = any free port) and writes the profile that points at it into
+/// `profiles_dir`. Returns the listener to serve on and the profile's path.
+pub fn publish(built: &Built, profiles_dir: &Path, port: u16) -> Result<(TcpListener, PathBuf)> {
+    let listener = TcpListener::bind(("127.0.0.1", port))?;
+    let port = listener.local_addr()?.port();
+    std::fs::create_dir_all(profiles_dir)?;
+    let profile = profiles_dir.join(format!("{PROFILE_NAME}.yaml"));
+    std::fs::write(&profile, profile_yaml(port, built))?;
+    Ok((listener, profile))
+}
+
+/// [`publish`], then serve on a background thread for as long as this process lives.
+pub fn serve_in_background(built: Built, profiles_dir: &Path) -> Result<()> {
+    let (listener, _) = publish(&built, profiles_dir, 0)?;
+    std::thread::spawn(move || serve(listener, &built));
+    Ok(())
+}
+
 /// Serves the image, CHECKSUM and CHECKSUM.asc (with Range) until the process is killed.
 pub fn serve(listener: TcpListener, b: &Built) -> Result<()> {
     let files: Vec<(String, PathBuf)> = vec![
@@ -218,15 +237,11 @@ pub fn run_task(args: &[String]) -> Result<()> {
         }
     }
     let built = build(&cache)?;
-    let listener = TcpListener::bind(("127.0.0.1", port))?;
-    let port = listener.local_addr()?.port();
     let ws = sysmonvm::workspace::Workspace::resolve(workspace.as_deref())?;
-    std::fs::create_dir_all(ws.profiles_dir())?;
-    let profile = ws.profiles_dir().join(format!("{PROFILE_NAME}.yaml"));
-    std::fs::write(&profile, profile_yaml(port, &built))?;
+    let (listener, profile) = publish(&built, &ws.profiles_dir(), port)?;
     println!("profile {}", profile.display());
     if serve_it {
-        println!("serving http://127.0.0.1:{port}");
+        println!("serving http://127.0.0.1:{}", listener.local_addr()?.port());
         std::io::stdout().flush()?;
         serve(listener, &built)?;
     }
