@@ -2,6 +2,8 @@
 //! documents, CHECKSUM parsing, mirror candidates) lives apart from effects (downloads, files,
 //! locks); see ARCHITECTURE.md.
 
+pub mod guest;
+pub mod host;
 pub mod image;
 pub mod keys;
 pub mod lock;
@@ -11,5 +13,7 @@ pub mod qga;
 pub mod qmp;
 pub mod seed;
 pub mod ssh;
+pub mod templates;
+pub mod validate;
 pub mod vm;
 pub mod workspace;

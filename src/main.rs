@@ -38,6 +38,20 @@ pub enum Command {
     Vm(VmCommand),
     /// Fetch the image, create the VM if needed, start it and wait until SSH and cloud-init are ready.
     Up(UpArgs),
+    /// Prepare a running guest: packages (cpupower, perf, stress-ng…), perf_event_paranoid=1, time
+    /// sync, the cpufreq governor where a driver exists. Idempotent: a second run changes nothing.
+    Bootstrap(BootstrapArgs),
+    /// Build sysmon-collector for a guest, install it as a systemd service, and manage it.
+    #[command(subcommand)]
+    Collector(CollectorCommand),
+    /// Load the guest with stress-ng phases and check the collector against independent references
+    /// (cpufreq sysfs, /proc/cpuinfo, perf, /proc/stat), the throttle step and OTLP latency; writes
+    /// report.json/.md/.html, samples.csv, rollups.csv and appends runs.jsonl. Exit 0: every
+    /// comparable check passed; 1: a check failed; 3: nothing was comparable.
+    Validate(ValidateArgs),
+    /// The host's own CPUs while a VM runs: powermetrics on macOS, cpufreq and /proc on Linux.
+    #[command(subcommand)]
+    Host(HostCommand),
     /// Stop a VM (ACPI powerdown, then quit, then kill).
     Down {
         name: Option<String>,
@@ -77,9 +91,143 @@ pub struct UpArgs {
     /// How long to wait for SSH and cloud-init.
     #[arg(long, default_value = "15m", value_parser = parse_duration)]
     pub timeout: std::time::Duration,
-    /// Return once QEMU runs, without waiting for the guest.
+    /// Return once QEMU runs, without waiting for the guest (implies --no-bootstrap).
     #[arg(long)]
     pub no_wait: bool,
+    /// Skip the bootstrap step (and so the collector install).
+    #[arg(long)]
+    pub no_bootstrap: bool,
+    /// Skip the collector install.
+    #[arg(long)]
+    pub no_collector: bool,
+    /// Extra packages for the bootstrap (repeatable).
+    #[arg(long = "package", value_name = "PKG")]
+    pub packages: Vec<String>,
+    /// Print the output of every bootstrap and install step.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Subcommand)]
+pub enum HostCommand {
+    /// Sample the host every interval and print it (JSON lines with --json); with
+    /// --otlp-endpoint also push OTLP (service.name macos-host-monitor / linux-host-monitor).
+    Monitor {
+        #[arg(long, value_name = "URL")]
+        otlp_endpoint: Option<String>,
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        interval: std::time::Duration,
+        /// Stop after N samples [default: run until stopped].
+        #[arg(long)]
+        count: Option<u64>,
+    },
+    /// macOS: install the monitor as a launchd daemon (root; logs in /var/log/serviceradar).
+    Install {
+        #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:4318")]
+        otlp_endpoint: String,
+        #[arg(long, default_value = "1s")]
+        interval: String,
+    },
+    /// macOS: remove the launchd daemon.
+    Uninstall,
+}
+
+#[derive(Args, Clone)]
+pub struct ValidateArgs {
+    /// VM name [default: the only VM].
+    pub name: Option<String>,
+    /// Phases to run, in order: idle (no load), one (a worker pinned to CPU 0), all (a worker per
+    /// CPU), throttle (a worker under a CPU quota).
+    #[arg(long, default_value = "idle,one,all,throttle")]
+    pub phases: String,
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration_per_phase: std::time::Duration,
+    /// How often readings are taken (collector snapshots and references).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub interval: std::time::Duration,
+    /// Frequency: relative error; usage: absolute percentage points.
+    #[arg(long, default_value = "5%")]
+    pub tolerance: String,
+    /// The CPU quota of the throttle phase.
+    #[arg(long, default_value = "50%")]
+    pub throttle_quota: String,
+    /// Where the report goes [default: the VM's directory, validate/].
+    #[arg(long, value_name = "DIR")]
+    pub report: Option<PathBuf>,
+    /// Fail when no frequency check is comparable (use it on real hardware in CI).
+    #[arg(long)]
+    pub require_frequency: bool,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct BootstrapArgs {
+    /// VM name [default: the only VM].
+    pub name: Option<String>,
+    /// Extra packages to install on top of the baseline and the profile's `packages` (repeatable).
+    #[arg(long = "package", value_name = "PKG")]
+    pub packages: Vec<String>,
+    /// Print every step's output.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Args, Clone, Default)]
+pub struct InstallArgs {
+    /// VM name [default: the only VM].
+    pub name: Option<String>,
+    /// The collector binary to install [default: the one staged by `collector build`, else built
+    /// from a checkout].
+    #[arg(long, value_name = "FILE")]
+    pub binary: Option<PathBuf>,
+    /// Install this config file verbatim (checked by the collector's parser first) instead of the
+    /// generated one.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["otlp_endpoint", "cgroups"])]
+    pub config: Option<PathBuf>,
+    /// Also push OTLP to this endpoint (as seen from the guest: the host is 10.0.2.2).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// Also report this cgroup (relative to the cgroup root) as a container (repeatable).
+    #[arg(long = "cgroup", value_name = "PATH")]
+    pub cgroups: Vec<String>,
+    /// Checkout to build the collector from [env: SYSMONVM_SOURCE].
+    #[arg(long, value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Print every step's output.
+    #[arg(long, short)]
+    pub verbose: bool,
+}
+
+#[derive(Subcommand)]
+pub enum CollectorCommand {
+    /// Cross-compile sysmon-collector (static musl, rust-lld) and stage it in the workspace.
+    Build {
+        /// aarch64-unknown-linux-musl or x86_64-unknown-linux-musl [default: the profile's arch].
+        #[arg(long)]
+        target: Option<String>,
+        #[arg(long)]
+        profile: Option<String>,
+        /// The sysmonvm checkout [env: SYSMONVM_SOURCE; default: this binary's, or the current one].
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
+    },
+    /// Upload the binary, config and systemd unit; (re)start the service and wait until it answers.
+    Install(InstallArgs),
+    /// The service's state, version and restarts, and whether the host forward answers.
+    Status { name: Option<String> },
+    /// The service's journal.
+    Logs {
+        name: Option<String>,
+        #[arg(long, short = 'n', default_value_t = 50)]
+        lines: u32,
+        #[arg(long, short)]
+        follow: bool,
+    },
+    /// Stop and remove the service, its files and its user.
+    Uninstall {
+        name: Option<String>,
+        #[arg(long, short)]
+        verbose: bool,
+    },
 }
 
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {

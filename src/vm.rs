@@ -326,6 +326,23 @@ pub fn ssh_target(ws: &Workspace, vm: &VmPaths, state: &VmState) -> Result<SshTa
     })
 }
 
+/// An SSH session to a running VM, with its pinned host key.
+pub async fn connect(ws: &Workspace, vm: &VmPaths) -> Result<(VmState, SshSession), VmError> {
+    let state = load_state(vm)?;
+    if running_pid(vm).is_none() {
+        return Err(VmError::Setup(format!("VM {} is not running (start it with `sysmonvm up`)", vm.name)));
+    }
+    let target = ssh_target(ws, vm, &state)?;
+    let session =
+        SshSession::connect(&target, Duration::from_secs(30)).await.map_err(|e| VmError::Setup(e.to_string()))?;
+    Ok((state, session))
+}
+
+/// The host port on 127.0.0.1 forwarded to `guest_port`, when the VM runs with one.
+pub fn forwarded(state: &VmState, guest_port: u16) -> Option<u16> {
+    state.forwards.iter().find(|(_, g)| *g == guest_port).map(|(h, _)| *h)
+}
+
 /// Does the TCP port answer with an SSH banner?
 pub async fn sshd_answers(port: u16) -> bool {
     use tokio::io::AsyncReadExt;

@@ -89,6 +89,16 @@ impl Workspace {
         self.keys_dir().join("id_ed25519.pub")
     }
 
+    /// Collector binaries staged by `sysmonvm collector build` (or copied there from a release).
+    pub fn collector_dir(&self) -> PathBuf {
+        self.data.join("collector")
+    }
+
+    /// The staged collector for a musl target: `collector/<target>/sysmon-collector`.
+    pub fn collector_binary(&self, target: &str) -> PathBuf {
+        self.collector_dir().join(target).join("sysmon-collector")
+    }
+
     pub fn vms_dir(&self) -> PathBuf {
         self.data.join("vms")
     }

@@ -1,5 +1,7 @@
 //! No panic on any input: the CHECKSUM parser, the profile loader (arbitrary text and mutations
-//! of the real profiles), the field locator, Content-Range parsing and the signature checker.
+//! of the real profiles), the field locator, Content-Range parsing, the signature checker, the
+//! powermetrics plist parser (mutations of real captures), validate's reference and perf-stat
+//! parsers, the guest-address and systemctl parsers, and the runner's marker lines.
 
 use proptest::prelude::*;
 use sysmonvm::image::{checksum, download, signature};
@@ -18,6 +20,14 @@ fn everything(text: &str) {
     let _ = download::parse_content_range(text);
     let _ = signature::is_clearsigned(text);
     let _ = signature::load_key("fuzz", text, None);
+    let _ = sysmonvm::validate::refs::parse(text);
+    let _ = sysmonvm::validate::perfstat::parse(text);
+    let _ = sysmonvm::guest::collector::parse_guest_address(text);
+    let _ = sysmonvm::guest::collector::parse_properties(text);
+    for line in text.lines() {
+        let _ = sysmonvm::guest::steps::parse_marker(line);
+    }
+    let _ = sysmonvm::host::powermetrics::parse_stream(text.as_bytes());
 }
 
 proptest! {
@@ -52,11 +62,14 @@ fn mutated_real_profiles_and_checksums() {
     let iterations: usize = std::env::var("FUZZ_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(1500);
     let mut rng = Rng(0x0123_4567_89ab_cdef);
     let corpus = [
+        include_str!("fixtures/powermetrics/m1-macbookpro17_1-cpu_power-plist-sample-a.plist").to_string(),
+        include_str!("fixtures/powermetrics/m2-two-samples.stream").to_string(),
         include_str!("../profiles/almalinux-9-aarch64.yaml").to_string(),
         include_str!("../profiles/almalinux-9-x86_64.yaml").to_string(),
         format!("# c\nSHA256 (a.qcow2) = {}\n{}  b.img\n", "a".repeat(64), "b".repeat(64)),
     ];
-    let junk: [&str; 10] = [":", "\n", "  ", "- ", "[", "{", "\"", "0x", "é", "~"];
+    let junk: [&str; 14] =
+        [":", "\n", "  ", "- ", "[", "{", "\"", "0x", "é", "~", "\0", "<real>", "</dict>", "<integer>-1"];
     for base in &corpus {
         for _ in 0..iterations {
             let mut s: Vec<char> = base.chars().collect();

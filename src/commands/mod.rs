@@ -2,8 +2,11 @@
 
 mod cidata;
 mod doctor;
+mod guest;
+mod host;
 mod image;
 mod profile;
+mod validate;
 mod vm;
 
 use crate::{Cli, Command, Exit};
@@ -17,6 +20,10 @@ pub fn run(cli: Cli) -> Exit {
         Command::Cidata { profile, out, name } => cidata::run(&ws, &profile, &out, name.as_deref(), cli.json),
         Command::Vm(c) => vm::run(&ws, c, cli.json),
         Command::Up(a) => vm::up(&ws, a, cli.json),
+        Command::Bootstrap(a) => guest::bootstrap(&ws, a, cli.json),
+        Command::Collector(c) => guest::run(&ws, c, cli.json),
+        Command::Validate(a) => validate::run(&ws, a, cli.json),
+        Command::Host(c) => host::run(&ws, c, cli.json),
         Command::Down { name, force } => {
             vm::run(&ws, crate::VmCommand::Stop { name, force, timeout: std::time::Duration::from_secs(90) }, cli.json)
         }

@@ -12,9 +12,7 @@ use sysmonvm::vm::{self, StartOptions};
 use sysmonvm::workspace::Workspace;
 use sysmonvm::{keys, lock};
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?)
-}
+use super::guest::runtime;
 
 /// The flag, else SYSMONVM_ACCEL, else the profile.
 fn requested_accel(flag: Option<&str>, p: &Profile) -> anyhow::Result<Accel> {
@@ -43,7 +41,7 @@ pub async fn resolve_accel(req: Accel, p: &Profile, quiet: bool) -> anyhow::Resu
 }
 
 /// The named VM, or the only one in the workspace.
-fn pick(ws: &Workspace, name: Option<String>) -> anyhow::Result<String> {
+pub fn pick(ws: &Workspace, name: Option<String>) -> anyhow::Result<String> {
     if let Some(n) = name {
         return Ok(n);
     }
@@ -55,11 +53,11 @@ fn pick(ws: &Workspace, name: Option<String>) -> anyhow::Result<String> {
     }
 }
 
-fn load_profile(ws: &Workspace, name: Option<&str>) -> anyhow::Result<Profile> {
+pub fn load_profile(ws: &Workspace, name: Option<&str>) -> anyhow::Result<Profile> {
     Ok(profile::load(name.unwrap_or(default_profile()), Some(&ws.profiles_dir()))?)
 }
 
-fn lock_vm(ws: &Workspace, name: &str) -> anyhow::Result<lock::Lock> {
+pub fn lock_vm(ws: &Workspace, name: &str) -> anyhow::Result<lock::Lock> {
     let vm = ws.vm(name)?;
     sysmonvm::workspace::private_dir(&vm.dir)?;
     Ok(lock::acquire(&vm.lock, &format!("VM {name}"), Duration::from_secs(600), |who| {
@@ -91,6 +89,22 @@ async fn fetch_and_create(ws: &Workspace, name: &str, p: &Profile, json: bool) -
     Ok(vm::create(ws, name, p, &fetched)?)
 }
 
+/// The steps of `up` after the boot: bootstrap, then the collector install. Each is idempotent,
+/// so `up` on a provisioned VM changes nothing, and a failed `up` continues where it stopped.
+async fn provision(ws: &Workspace, name: &str, a: &UpArgs, json: bool) -> anyhow::Result<serde_json::Value> {
+    let mut out = serde_json::json!({});
+    if a.no_wait || a.no_bootstrap {
+        return Ok(out);
+    }
+    let b = crate::BootstrapArgs { name: Some(name.into()), packages: a.packages.clone(), verbose: a.verbose };
+    out["bootstrap"] = serde_json::to_value(super::guest::bootstrap_vm(ws, name, &b, json).await?)?;
+    if !a.no_collector {
+        let i = crate::InstallArgs { name: Some(name.into()), verbose: a.verbose, ..Default::default() };
+        out["collector"] = serde_json::to_value(super::guest::install_vm(ws, name, &i, json).await?)?;
+    }
+    Ok(out)
+}
+
 pub fn up(ws: &Workspace, a: UpArgs, json: bool) -> Exit {
     let p = load_profile(ws, a.profile.as_deref())?;
     let name = a.name.clone().unwrap_or_else(|| p.name.clone());
@@ -103,10 +117,11 @@ pub fn up(ws: &Workspace, a: UpArgs, json: bool) -> Exit {
             let opts =
                 StartOptions { accel: state.accel.unwrap_or(ResolvedAccel::Tcg), wait: !a.no_wait, timeout: a.timeout };
             let report = vm::start(ws, &name, &opts, phase_printer(json)).await?;
+            let provisioned = provision(ws, &name, &a, json).await?;
             if json {
-                print_json(&serde_json::json!({ "name": name, "already_running": true, "start": report }))?;
+                print_json(&serde_json::json!({ "name": name, "already_running": true, "start": report, "provision": provisioned }))?;
             } else {
-                println!("VM {name} is already running (ssh port {}); nothing changed", report.ssh_port);
+                println!("VM {name} is already running (ssh port {})", report.ssh_port);
             }
             return Ok(0);
         }
@@ -125,8 +140,9 @@ pub fn up(ws: &Workspace, a: UpArgs, json: bool) -> Exit {
         }
         let opts = StartOptions { accel, wait: !a.no_wait, timeout: a.timeout };
         let report = vm::start(ws, &name, &opts, phase_printer(json)).await?;
+        let provisioned = provision(ws, &name, &a, json).await?;
         if json {
-            print_json(&serde_json::json!({ "name": name, "already_running": false, "start": report }))?;
+            print_json(&serde_json::json!({ "name": name, "already_running": false, "start": report, "provision": provisioned }))?;
         } else {
             println!("VM {name} is up: ssh port {} (sysmonvm vm ssh {name})", report.ssh_port);
         }

@@ -157,6 +157,9 @@ pub struct Profile {
     #[serde(default = "default_seed")]
     pub seed: SeedAttachment,
     pub guest_family: GuestFamily,
+    /// Extra packages `sysmonvm bootstrap` installs on top of its baseline.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub packages: Vec<String>,
     #[serde(default)]
     pub collector: CollectorSpec,
     /// Where it was loaded from (`builtin:NAME` or a path); not part of the file.

@@ -4,12 +4,7 @@
 
 pub mod iso;
 
-use minijinja::{Environment, UndefinedBehavior};
 use serde::Serialize;
-
-const USER_DATA: &str = include_str!("../../templates/cloud-init/user-data.yaml.j2");
-const META_DATA: &str = include_str!("../../templates/cloud-init/meta-data.yaml.j2");
-const NETWORK_CONFIG: &str = include_str!("../../templates/cloud-init/network-config.yaml.j2");
 
 /// What the seed says about the VM.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -36,21 +31,6 @@ pub struct SeedError {
     pub message: String,
 }
 
-fn environment() -> Environment<'static> {
-    let mut env = Environment::new();
-    env.set_undefined_behavior(UndefinedBehavior::Strict);
-    env.set_syntax(
-        minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build().expect("static syntax settings"),
-    );
-    // Names ending in .yaml.j2 make minijinja escape every value as JSON, which is valid YAML.
-    for (name, src) in
-        [("user-data.yaml.j2", USER_DATA), ("meta-data.yaml.j2", META_DATA), ("network-config.yaml.j2", NETWORK_CONFIG)]
-    {
-        env.add_template(name, src).expect("templates compiled into the binary parse");
-    }
-    env
-}
-
 /// A stable instance id for the VM's lifetime: it changes only when the VM (and so its host key)
 /// is made anew, which is exactly when cloud-init should run its per-instance steps again.
 pub fn instance_id(vm: &str, host_public_key: &str) -> String {
@@ -61,11 +41,8 @@ pub fn instance_id(vm: &str, host_public_key: &str) -> String {
 
 /// Renders the three documents. Pure: the same input gives the same bytes.
 pub fn render(input: &SeedInput) -> Result<SeedDocuments, SeedError> {
-    let env = environment();
     let r = |name: &str| {
-        env.get_template(name)
-            .and_then(|t| t.render(minijinja::value::Serde(input)))
-            .map_err(|e| SeedError { template: name.to_string(), message: format!("{e:#}") })
+        crate::templates::render(name, input).map_err(|e| SeedError { template: e.template, message: e.message })
     };
     Ok(SeedDocuments {
         user_data: r("user-data.yaml.j2")?,

@@ -5,6 +5,7 @@
 
 pub mod gpg;
 pub mod http;
+pub mod sshd;
 
 pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")

@@ -38,6 +38,9 @@ pub const PACKAGES: &[&str] = &[
     "chrony",
     "podman",
     "busybox-static",
+    // The rest of the bootstrap's baseline, so it finds every package installed and needs no network.
+    "git",
+    "vim",
 ];
 pub const IMAGE_NAME: &str = "debian-12-x86_64.qcow2";
 pub const PROFILE_NAME: &str = "debian-12-x86_64";

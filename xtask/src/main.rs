@@ -4,6 +4,8 @@
 mod bench_collector;
 mod bench_fetch;
 mod bench_start;
+/// The e2e suite lives in `e2e/` beside its guest-side scripts.
+#[path = "../../e2e/suite.rs"]
 mod e2e;
 mod guest_image;
 
@@ -22,7 +24,8 @@ tasks:
       sysmonvm vm start of the test guest against a bare QEMU launch with the same argv polled by
       an ssh loop, both to SSH login + cloud-init done, same run.
   e2e [--profile P]
-      boot the real test guest through `sysmonvm up` and check the lifecycle end to end.
+      boot the real test guest through `sysmonvm up` (bootstrap, collector install), scrape the
+      collector through its forward, run a container, inject faults, and check the lifecycle.
   guest-image [--workspace DIR] [--serve] [--port N] [--cache DIR]
       build (or reuse) the Debian 12 amd64 test guest from Debian packages, sign its CHECKSUM,
       write the debian-12-x86_64 profile into the workspace; --serve serves it on 127.0.0.1.";

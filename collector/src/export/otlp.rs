@@ -104,3 +104,45 @@ pub fn request(
 pub fn encode(req: &ExportMetricsServiceRequest) -> Vec<u8> {
     req.encode_to_vec()
 }
+
+/// What a receiver needs from an encoded request to measure delivery: the newest data-point time
+/// (when the readings were taken) and the metric names. Errors on bytes that are not a request.
+pub fn summarize(body: &[u8]) -> Result<(Option<u64>, Vec<String>), prost::DecodeError> {
+    let req = ExportMetricsServiceRequest::decode(body)?;
+    let mut newest = None;
+    let mut names = Vec::new();
+    for m in req.resource_metrics.iter().flat_map(|r| &r.scope_metrics).flat_map(|s| &s.metrics) {
+        names.push(m.name.clone());
+        let times: Vec<u64> = match &m.data {
+            Some(metric::Data::Gauge(g)) => g.data_points.iter().map(|p| p.time_unix_nano).collect(),
+            Some(metric::Data::Sum(s)) => s.data_points.iter().map(|p| p.time_unix_nano).collect(),
+            _ => Vec::new(),
+        };
+        newest = times.into_iter().chain(newest).max();
+    }
+    Ok((newest, names))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summarize_reads_back_the_newest_reading_time_and_refuses_garbage() {
+        let point = |t| NumberDataPoint { time_unix_nano: t, ..Default::default() };
+        let gauge = Metric {
+            name: "system.cpu.frequency".into(),
+            data: Some(metric::Data::Gauge(Gauge { data_points: vec![point(5), point(7)] })),
+            ..Default::default()
+        };
+        let req = ExportMetricsServiceRequest {
+            resource_metrics: vec![ResourceMetrics {
+                scope_metrics: vec![ScopeMetrics { metrics: vec![gauge], ..Default::default() }],
+                ..Default::default()
+            }],
+        };
+        assert_eq!(summarize(&encode(&req)).unwrap(), (Some(7), vec!["system.cpu.frequency".to_string()]));
+        assert_eq!(summarize(&[]).unwrap(), (None, vec![]));
+        assert!(summarize(&[0xff, 0xff, 0xff]).is_err());
+    }
+}

@@ -1,0 +1,109 @@
+//! The bootstrap plan: what a fresh cloud guest needs before the collector and `validate` can
+//! trust it — baseline tools, cpupower, perf and stress-ng, `kernel.perf_event_paranoid=1`, time
+//! sync, and the cpufreq governor where a driver exists. Rendered from
+//! `templates/guest/bootstrap-{apt,dnf}.steps.j2` for the profile's guest family.
+
+use super::steps::{Plan, PlanError};
+use crate::profile::{GuestFamily, Profile};
+use serde::Serialize;
+
+/// The baseline every guest gets, by each family's names: the runbook's tools, the frequency
+/// references `validate` reads, stress-ng, and podman for containers.
+pub fn base_packages(family: GuestFamily) -> &'static [&'static str] {
+    match family {
+        // Debian's names; Ubuntu ships cpupower and perf in linux-tools-* instead.
+        GuestFamily::Apt => {
+            &["git", "curl", "vim", "jq", "linux-cpupower", "linux-perf", "stress-ng", "chrony", "podman"]
+        }
+        GuestFamily::Dnf => {
+            &["git", "curl", "vim-enhanced", "jq", "kernel-tools", "perf", "stress-ng", "chrony", "podman"]
+        }
+    }
+}
+
+/// Package names go into a shell command unquoted, so only the characters Debian and RPM allow
+/// in names are accepted (no spaces, quotes or shell metacharacters).
+pub fn check_package_name(name: &str) -> Result<(), PlanError> {
+    let ok = name.len() <= 128
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b));
+    if ok { Ok(()) } else { Err(PlanError::Input(format!("{name:?} is not a valid package name"))) }
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    arch: &'a str,
+    packages: Vec<String>,
+}
+
+/// The plan for `profile`, installing `extra` packages on top of the baseline and the profile's own.
+pub fn plan(profile: &Profile, extra: &[String]) -> Result<Plan, PlanError> {
+    let mut packages: Vec<String> = base_packages(profile.guest_family).iter().map(|s| s.to_string()).collect();
+    for p in profile.packages.iter().chain(extra) {
+        check_package_name(p)?;
+        if !packages.contains(p) {
+            packages.push(p.clone());
+        }
+    }
+    let template = match profile.guest_family {
+        GuestFamily::Apt => "bootstrap-apt.steps.j2",
+        GuestFamily::Dnf => "bootstrap-dnf.steps.j2",
+    };
+    super::steps::from_template("bootstrap", template, &Context { arch: profile.arch.as_str(), packages })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile;
+
+    fn names(p: &Plan) -> Vec<&str> {
+        p.steps.iter().map(|s| s.name.as_str()).collect()
+    }
+
+    #[test]
+    fn dnf_on_aarch64_loads_cpufreq_dt_and_apt_on_x86_64_does_not() {
+        let alma = profile::load("almalinux-9-aarch64", None).unwrap();
+        let p = plan(&alma, &[]).unwrap();
+        assert_eq!(
+            names(&p),
+            ["cloud-init", "packages", "perf-event-paranoid", "chronyd", "cpufreq-dt", "governor-performance"]
+        );
+        let pk = p.step("packages").unwrap();
+        assert_eq!(pk.run, "dnf -y -q install git curl vim-enhanced jq kernel-tools perf stress-ng chrony podman");
+        assert!(p.step("governor-performance").unwrap().skip_note.as_ref().unwrap().contains("no cpufreq driver"));
+
+        let mut deb = alma.clone();
+        deb.guest_family = GuestFamily::Apt;
+        deb.arch = profile::Arch::X86_64;
+        let p = plan(&deb, &["htop".into()]).unwrap();
+        assert_eq!(
+            names(&p),
+            ["cloud-init", "dpkg-recover", "packages", "perf-event-paranoid", "chrony", "governor-performance"]
+        );
+        assert!(p.step("packages").unwrap().run.ends_with("linux-cpupower linux-perf stress-ng chrony podman htop"));
+        assert!(p.step("perf-event-paranoid").unwrap().run.contains("kernel.perf_event_paranoid = 1"));
+    }
+
+    #[test]
+    fn hostile_package_names_are_refused() {
+        let alma = profile::load("almalinux-9-x86_64", None).unwrap();
+        for bad in ["", "a b", "x;reboot", "$(id)", "-y", "a'b"] {
+            assert!(plan(&alma, &[bad.to_string()]).is_err(), "{bad:?}");
+        }
+        assert!(plan(&alma, &["python3.11".into(), "g++".into(), "epel-release".into()]).is_ok());
+    }
+
+    #[test]
+    fn the_rendered_script_is_valid_shell() {
+        for name in ["almalinux-9-aarch64", "almalinux-9-x86_64"] {
+            let mut p = profile::load(name, None).unwrap();
+            for family in [GuestFamily::Apt, GuestFamily::Dnf] {
+                p.guest_family = family;
+                let script = plan(&p, &[]).unwrap().script().unwrap();
+                let out = std::process::Command::new("sh").args(["-n", "-c", &script]).output().unwrap();
+                assert!(out.status.success(), "{}\n{script}", String::from_utf8_lossy(&out.stderr));
+            }
+        }
+    }
+}

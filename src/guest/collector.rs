@@ -1,0 +1,263 @@
+//! Delivering `sysmon-collector` to a guest: the musl target for the guest's arch, the cargo
+//! command that cross-builds it, where a built binary is staged in the workspace, the config and
+//! systemd unit it is installed with, and the install/uninstall plans. Pure except [`find_source`].
+//!
+//! The service runs as the dedicated user `sysmon-vm` with only `CAP_PERFMON` (see
+//! templates/systemd/serviceradar-sysmon-vm.service.j2) and listens on the guest's own network
+//! address; the host reaches it through the profile's 127.0.0.1 forward.
+
+use super::runner::{STAGE_DIR, Upload};
+use super::steps::{Plan, PlanError};
+use crate::profile::{Arch, Profile};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+pub const UNIT: &str = "serviceradar-sysmon-vm.service";
+pub const BINARY: &str = "/usr/local/bin/sysmon-collector";
+pub const CONFIG_DIR: &str = "/etc/serviceradar/checkers";
+pub const CONFIG: &str = sysmon_collector::config::DEFAULT_CONFIG_PATH;
+pub const TMPFILES: &str = "/etc/tmpfiles.d/sysmon-vm.conf";
+pub const USER: &str = "sysmon-vm";
+/// How long the install waits for the restarted service to answer.
+pub const WAIT_SECONDS: u32 = 30;
+
+/// The static musl target that runs on a guest of `arch`.
+pub fn target(arch: Arch) -> &'static str {
+    match arch {
+        Arch::Aarch64 => "aarch64-unknown-linux-musl",
+        Arch::X86_64 => "x86_64-unknown-linux-musl",
+    }
+}
+
+pub const TARGETS: &[&str] = &["aarch64-unknown-linux-musl", "x86_64-unknown-linux-musl"];
+
+/// The cargo command (run in the source checkout) that cross-builds the collector; the
+/// checkout's `.cargo/config.toml` links musl targets with rust-lld.
+pub fn build_argv(target: &str) -> Vec<String> {
+    ["cargo", "build", "--release", "--locked", "--package", "sysmon-collector", "--target", target]
+        .map(String::from)
+        .to_vec()
+}
+
+/// Where cargo leaves the binary, given the checkout and an optional CARGO_TARGET_DIR.
+pub fn built_binary(source: &Path, cargo_target_dir: Option<&Path>, target: &str) -> PathBuf {
+    let base = cargo_target_dir.map(Path::to_path_buf).unwrap_or_else(|| source.join("target"));
+    let base = if base.is_relative() { source.join(base) } else { base };
+    base.join(target).join("release/sysmon-collector")
+}
+
+/// A sysmonvm source checkout: a directory holding the collector crate.
+pub fn is_source(dir: &Path) -> bool {
+    dir.join("collector/Cargo.toml").is_file() && dir.join("Cargo.toml").is_file()
+}
+
+/// The checkout to build from: `--source`, else SYSMONVM_SOURCE, else the checkout this binary
+/// was built from (when it still exists: `cargo install --path .` and `cargo run`), else the
+/// current directory or one of its parents. None for an installed binary with no checkout.
+pub fn find_source(flag: Option<&Path>) -> Option<PathBuf> {
+    let env = std::env::var_os("SYSMONVM_SOURCE").filter(|v| !v.is_empty()).map(PathBuf::from);
+    if let Some(dir) = flag.map(Path::to_path_buf).or(env) {
+        return Some(dir);
+    }
+    let built_from = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if is_source(&built_from) {
+        return Some(built_from);
+    }
+    let cwd = std::env::current_dir().ok()?;
+    cwd.ancestors().find(|d| is_source(d)).map(Path::to_path_buf)
+}
+
+/// What goes into the guest's config file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConfigInput {
+    /// `ADDRESS:PORT` the service listens on in the guest.
+    pub listen: String,
+    pub interval: String,
+    pub vm_id: String,
+    pub otlp_endpoint: Option<String>,
+    pub cgroups: Vec<String>,
+}
+
+/// The JSON written to [`CONFIG`]; the collector's own parser reads it back in the tests.
+pub fn config_json(c: &ConfigInput) -> String {
+    let mut v = serde_json::json!({
+        "listen_addr": c.listen,
+        "sample_interval": c.interval,
+        "perf": true,
+        "cgroups": c.cgroups,
+    });
+    if let Some(endpoint) = &c.otlp_endpoint {
+        v["otlp"] = serde_json::json!({
+            "endpoint": endpoint,
+            "service_name": "sysmon-collector",
+            "vm_id": c.vm_id,
+        });
+    }
+    serde_json::to_string_pretty(&v).expect("a JSON value serialises") + "\n"
+}
+
+/// The guest's own address from `ip -4 route get 1.1.1.1; echo ---; ip -4 -o addr show scope
+/// global` output: the source address of the default route, else the first global address
+/// that is not a container bridge.
+pub fn parse_guest_address(output: &str) -> Option<String> {
+    let (route, addrs) = output.split_once("---").unwrap_or(("", output));
+    let mut words = route.split_whitespace();
+    while let Some(w) = words.next() {
+        if w == "src"
+            && let Some(a) = words.next().filter(|a| a.parse::<std::net::Ipv4Addr>().is_ok())
+        {
+            return Some(a.to_string());
+        }
+    }
+    addrs.lines().find_map(|l| {
+        let mut f = l.split_whitespace();
+        let iface = f.nth(1)?;
+        if ["podman", "docker", "cni", "veth", "virbr", "br-"].iter().any(|p| iface.starts_with(p)) {
+            return None;
+        }
+        let inet = f.position(|w| w == "inet").and(l.split_whitespace().skip_while(|w| *w != "inet").nth(1))?;
+        let a = inet.split('/').next()?;
+        a.parse::<std::net::Ipv4Addr>().is_ok().then(|| a.to_string())
+    })
+}
+
+/// The shell command whose output [`parse_guest_address`] reads.
+pub const ADDRESS_PROBE: &str = "ip -4 route get 1.1.1.1 2>/dev/null; echo ---; ip -4 -o addr show scope global";
+
+#[derive(Serialize)]
+struct Names<'a> {
+    user: &'a str,
+    binary: &'a str,
+    config: &'a str,
+    config_dir: &'a str,
+    tmpfiles: &'a str,
+    unit: &'a str,
+    stage: &'a str,
+    listen: &'a str,
+    wait_seconds: u32,
+}
+
+fn names(listen: &str) -> Names<'_> {
+    Names {
+        user: USER,
+        binary: BINARY,
+        config: CONFIG,
+        config_dir: CONFIG_DIR,
+        tmpfiles: TMPFILES,
+        unit: UNIT,
+        stage: STAGE_DIR,
+        listen,
+        wait_seconds: WAIT_SECONDS,
+    }
+}
+
+/// The install plan and the files it installs from the stage directory: the binary, the config
+/// (verbatim when `config_text` is given), the unit and the tmpfiles rule.
+pub fn install(binary: Vec<u8>, config_text: String, listen: &str) -> Result<(Plan, Vec<Upload>), PlanError> {
+    let n = names(listen);
+    let plan = super::steps::from_template("collector-install", "collector-install.steps.j2", &n)?;
+    let unit = crate::templates::render("serviceradar-sysmon-vm.service.j2", &n)?;
+    let tmpfiles = crate::templates::render("sysmon-vm.tmpfiles.j2", &n)?;
+    let up = |name: &str, bytes: Vec<u8>, mode| Upload { path: format!("{STAGE_DIR}/{name}"), bytes, mode };
+    let uploads = vec![
+        up("sysmon-collector", binary, 0o755),
+        up("sysmon-vm.json", config_text.into_bytes(), 0o640),
+        up(UNIT, unit.into_bytes(), 0o644),
+        up("sysmon-vm.tmpfiles", tmpfiles.into_bytes(), 0o644),
+    ];
+    Ok((plan, uploads))
+}
+
+pub fn uninstall() -> Result<Plan, PlanError> {
+    super::steps::from_template("collector-uninstall", "collector-uninstall.steps.j2", &names(""))
+}
+
+/// The listen address for a profile given the guest's address.
+pub fn listen(profile: &Profile, guest_address: &str) -> String {
+    format!("{guest_address}:{}", profile.collector.port)
+}
+
+/// `KEY=VALUE` lines (`systemctl show` and the status probe); later keys win, junk is ignored.
+pub fn parse_properties(text: &str) -> std::collections::BTreeMap<String, String> {
+    text.lines()
+        .filter_map(|l| l.split_once('='))
+        .filter(|(k, _)| !k.is_empty() && k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_build_paths() {
+        assert_eq!(target(Arch::Aarch64), "aarch64-unknown-linux-musl");
+        assert_eq!(
+            build_argv("x86_64-unknown-linux-musl").join(" "),
+            "cargo build --release --locked --package sysmon-collector --target x86_64-unknown-linux-musl"
+        );
+        let src = Path::new("/src");
+        assert_eq!(built_binary(src, None, "t"), Path::new("/src/target/t/release/sysmon-collector"));
+        assert_eq!(built_binary(src, Some(Path::new("out")), "t"), Path::new("/src/out/t/release/sysmon-collector"));
+        assert!(is_source(Path::new(env!("CARGO_MANIFEST_DIR"))));
+    }
+
+    #[test]
+    fn the_config_is_what_the_collector_parses() {
+        let mut c = ConfigInput {
+            listen: "10.0.2.15:9105".into(),
+            interval: "1s".into(),
+            vm_id: "lab".into(),
+            ..Default::default()
+        };
+        let parsed = sysmon_collector::config::parse(Path::new("sysmon-vm.json"), &config_json(&c)).unwrap();
+        assert_eq!(parsed.listen_addr.as_deref(), Some("10.0.2.15:9105"));
+        assert!(parsed.otlp.is_none());
+        c.otlp_endpoint = Some("http://10.0.2.2:4318".into());
+        c.cgroups = vec!["system.slice/validate-load.scope".into()];
+        let parsed = sysmon_collector::config::parse(Path::new("sysmon-vm.json"), &config_json(&c)).unwrap();
+        let otlp = parsed.otlp.unwrap();
+        assert_eq!((otlp.endpoint.as_deref(), otlp.vm_id.as_deref()), (Some("http://10.0.2.2:4318"), Some("lab")));
+        assert_eq!(parsed.cgroups.unwrap(), ["system.slice/validate-load.scope"]);
+    }
+
+    #[test]
+    fn guest_address_from_real_ip_output() {
+        let with_route = "1.1.1.1 via 10.0.2.2 dev ens3 src 10.0.2.15 uid 1000 \n    cache \n---\n2: ens3    inet 10.0.2.15/24 brd 10.0.2.255 scope global dynamic ens3\\       valid_lft 86000sec preferred_lft 86000sec\n";
+        assert_eq!(parse_guest_address(with_route).as_deref(), Some("10.0.2.15"));
+        let no_route = "---\n3: podman0    inet 10.88.0.1/16 brd 10.88.255.255 scope global podman0\\  valid_lft forever\n2: ens3    inet 10.0.2.15/24 brd 10.0.2.255 scope global ens3\\  valid_lft forever\n";
+        assert_eq!(parse_guest_address(no_route).as_deref(), Some("10.0.2.15"));
+        for junk in ["", "---", "src", "x src notanip\n---\n2: eth0 inet", "\u{0}\u{ffff}---inet inet inet"] {
+            assert_eq!(parse_guest_address(junk), None, "{junk:?}");
+        }
+    }
+
+    #[test]
+    fn systemctl_show_output() {
+        let kv = parse_properties(
+            "ActiveState=active\nSubState=running\nNRestarts=0\nExecMainStartTimestamp=Tue 2026-11-24 18:00:00 UTC\ngarbage\n=x\nsha256=\n",
+        );
+        assert_eq!(kv["ActiveState"], "active");
+        assert_eq!(kv["ExecMainStartTimestamp"], "Tue 2026-11-24 18:00:00 UTC");
+        assert_eq!(kv["sha256"], "");
+        assert_eq!(kv.len(), 5);
+    }
+
+    #[test]
+    fn install_plan_unit_and_uninstall() {
+        let (plan, uploads) = install(b"ELF".to_vec(), "{}".into(), "10.0.2.15:9105").unwrap();
+        let names: Vec<_> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["user", "binary", "config", "cpufreq-read-access", "unit", "enable", "restart", "answers"]);
+        assert!(plan.step("answers").unwrap().run.contains("http://10.0.2.15:9105/healthz"));
+        let unit = String::from_utf8(uploads.iter().find(|u| u.path.ends_with(UNIT)).unwrap().bytes.clone()).unwrap();
+        assert!(unit.contains("User=sysmon-vm\n") && unit.contains("AmbientCapabilities=CAP_PERFMON\n"));
+        assert!(unit.contains(
+            "ExecStart=/usr/local/bin/sysmon-collector --config /etc/serviceradar/checkers/sysmon-vm.json serve\n"
+        ));
+        assert!(unit.contains("Restart=on-failure\n"));
+        assert!(plan.script().is_ok());
+        let u = uninstall().unwrap();
+        assert_eq!(u.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["stop", "files", "user"]);
+    }
+}

@@ -1,0 +1,184 @@
+//! Plans of idempotent guest steps, the shell script that runs them, and the progress markers the
+//! script prints. Pure: a plan renders to the same script every time, and every marker line
+//! parses (or not) without effects.
+
+use serde::{Deserialize, Serialize};
+
+/// One idempotent step. `skip_if` true: not applicable here (with `skip_note` saying why);
+/// `check` true: already done; otherwise `run`, after which `check` must hold.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    #[serde(default)]
+    pub check: Option<String>,
+    #[serde(default)]
+    pub skip_if: Option<String>,
+    #[serde(default)]
+    pub skip_note: Option<String>,
+    pub run: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    /// What the plan does (`bootstrap`, `collector-install`); also the script's file name.
+    pub title: String,
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Template(#[from] crate::templates::TemplateError),
+    #[error("template {template} did not render a valid step list: {message}")]
+    Steps { template: String, message: String },
+    #[error("{0}")]
+    Input(String),
+}
+
+/// Renders a `.steps.j2` template and reads its step list.
+pub fn from_template<S: Serialize>(title: &str, template: &str, context: &S) -> Result<Plan, PlanError> {
+    let text = crate::templates::render(template, context)?;
+    let steps: Vec<Step> = serde_yaml::from_str(&text)
+        .map_err(|e| PlanError::Steps { template: template.to_string(), message: e.to_string() })?;
+    if let Some(bad) = steps.iter().find(|s| !valid_name(&s.name)) {
+        return Err(PlanError::Steps { template: template.into(), message: format!("bad step name {:?}", bad.name) });
+    }
+    Ok(Plan { title: title.to_string(), steps })
+}
+
+/// Step names travel in marker lines, so they are single words.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl Plan {
+    /// The POSIX shell script that runs the plan (templates/guest/runner.sh.j2).
+    pub fn script(&self) -> Result<String, PlanError> {
+        Ok(crate::templates::render("runner.sh.j2", self)?)
+    }
+
+    pub fn step(&self, name: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The step ran and changed the guest.
+    Changed,
+    /// Its check held: already done, nothing ran.
+    Unchanged,
+    /// Not applicable in this guest (the note says why).
+    Skipped,
+}
+
+/// A progress line printed by the runner script.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Marker {
+    Begin(String),
+    Note(String),
+    Done(String, Outcome),
+    /// The step's exit status (125: it ran but its check still failed).
+    Failed(String, i32),
+    /// The end of the script; whether any step changed something.
+    End(bool),
+}
+
+pub const MARKER_PREFIX: &str = "@@sysmonvm ";
+
+/// Parses one output line; `None` for the steps' own output (and for anything malformed).
+pub fn parse_marker(line: &str) -> Option<Marker> {
+    let rest = line.trim_end_matches(['\r', '\n']).strip_prefix(MARKER_PREFIX)?;
+    let (kind, arg) = rest.split_once(' ').unwrap_or((rest, ""));
+    let name = || valid_name(arg).then(|| arg.to_string());
+    Some(match kind {
+        "begin" => Marker::Begin(name()?),
+        "note" => Marker::Note(arg.to_string()),
+        "changed" => Marker::Done(name()?, Outcome::Changed),
+        "unchanged" => Marker::Done(name()?, Outcome::Unchanged),
+        "skipped" => Marker::Done(name()?, Outcome::Skipped),
+        "failed" => {
+            let (step, status) = arg.split_once(' ')?;
+            valid_name(step).then_some(())?;
+            Marker::Failed(step.to_string(), status.trim().parse().ok()?)
+        }
+        "end" => Marker::End(arg.trim() == "1"),
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markers_parse_and_everything_else_is_output() {
+        assert_eq!(parse_marker("@@sysmonvm begin packages\n"), Some(Marker::Begin("packages".into())));
+        assert_eq!(parse_marker("@@sysmonvm unchanged user"), Some(Marker::Done("user".into(), Outcome::Unchanged)));
+        assert_eq!(parse_marker("@@sysmonvm failed packages 100"), Some(Marker::Failed("packages".into(), 100)));
+        assert_eq!(parse_marker("@@sysmonvm note no cpufreq here"), Some(Marker::Note("no cpufreq here".into())));
+        assert_eq!(parse_marker("@@sysmonvm end 0"), Some(Marker::End(false)));
+        for junk in ["", "E: Unable to locate package x", "@@sysmonvm", "@@sysmonvm failed x", "@@sysmonvm begin a b"] {
+            assert_eq!(parse_marker(junk), None, "{junk:?}");
+        }
+    }
+
+    /// The rendered script run by a real /bin/sh: outcomes, the post-run check, a failure that
+    /// stops the script, and a second run that changes nothing.
+    #[test]
+    fn the_script_runs_steps_idempotently_in_a_real_shell() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().display().to_string();
+        let step = |name: &str, check: &str, run: &str| Step {
+            name: name.into(),
+            check: (!check.is_empty()).then(|| check.into()),
+            skip_if: None,
+            skip_note: None,
+            run: run.into(),
+        };
+        let mut skip = step("skipme", "", "exit 9");
+        skip.skip_if = Some("true".into());
+        skip.skip_note = Some("not here".into());
+        let plan = Plan {
+            title: "t".into(),
+            steps: vec![
+                step("make", &format!("test -f {p}/a"), &format!("echo made; touch {p}/a")),
+                skip,
+                step("after-change", r#"test "$CHANGED" = 0"#, "true"),
+            ],
+        };
+        let run = |plan: &Plan| {
+            let out = std::process::Command::new("sh").arg("-c").arg(plan.script().unwrap()).output().unwrap();
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            (out.status.code(), text.lines().filter_map(parse_marker).collect::<Vec<_>>(), text)
+        };
+        let (code, m, text) = run(&plan);
+        assert_eq!(code, Some(0), "{text}");
+        assert!(m.contains(&Marker::Done("make".into(), Outcome::Changed)), "{text}");
+        assert!(
+            m.contains(&Marker::Note("not here".into()))
+                && m.contains(&Marker::Done("skipme".into(), Outcome::Skipped))
+        );
+        assert!(m.contains(&Marker::Done("after-change".into(), Outcome::Changed)), "{text}");
+        assert!(text.contains("made"));
+        assert_eq!(m.last(), Some(&Marker::End(true)));
+
+        let (_, m, text) = run(&plan);
+        assert!(m.contains(&Marker::Done("make".into(), Outcome::Unchanged)), "{text}");
+        assert!(m.contains(&Marker::Done("after-change".into(), Outcome::Unchanged)), "{text}");
+        assert_eq!(m.last(), Some(&Marker::End(false)));
+
+        let failing =
+            Plan { title: "f".into(), steps: vec![step("bad", "", "echo boom; exit 7"), step("never", "", "true")] };
+        let (code, m, text) = run(&failing);
+        assert_eq!(code, Some(7));
+        assert_eq!(m.last(), Some(&Marker::Failed("bad".into(), 7)));
+        assert!(text.contains("boom") && !text.contains("begin never"));
+
+        let unverified = Plan { title: "u".into(), steps: vec![step("liar", "false", "true")] };
+        let (code, m, _) = run(&unverified);
+        assert_eq!((code, m.last()), (Some(125), Some(&Marker::Failed("liar".into(), 125))));
+    }
+}

@@ -1,0 +1,149 @@
+//! The host monitor: what the host's own CPUs do while a VM runs. On macOS, `powermetrics`
+//! (root) streamed as plist and turned into per-cluster and per-core frequency, active residency
+//! and power; on Linux, the host's cpufreq and /proc through the collector's own library. Both
+//! export OTLP (`service.name` `macos-host-monitor` / `linux-host-monitor`). Pure parts here: the
+//! powermetrics argv, its metric families, the launchd daemon.
+
+pub mod powermetrics;
+
+use sysmon_collector::metrics::{Family, Kind, Label, LabelValue, Point};
+
+pub const LAUNCHD_LABEL: &str = "com.sysmonvm.host-monitor";
+pub const LAUNCHD_PLIST: &str = "/Library/LaunchDaemons/com.sysmonvm.host-monitor.plist";
+pub const LOG_DIR: &str = "/var/log/serviceradar";
+
+pub fn service_name() -> &'static str {
+    if cfg!(target_os = "macos") { "macos-host-monitor" } else { "linux-host-monitor" }
+}
+
+/// `powermetrics` streaming plist samples every `interval_ms` (it needs root).
+pub fn powermetrics_argv(interval_ms: u64) -> Vec<String> {
+    ["powermetrics", "--samplers", "cpu_power", "-i", &interval_ms.max(100).to_string(), "-f", "plist"]
+        .map(String::from)
+        .to_vec()
+}
+
+fn label(key: &'static str, value: &str) -> Label {
+    Label { otel: key, prom: Some(key), value: LabelValue::Str(value.to_string()) }
+}
+
+/// The metric families of one powermetrics sample, for the collector's OTLP and Prometheus encoders.
+pub fn families(s: &powermetrics::Sample) -> Vec<Family> {
+    let fam = |otel_name, prom_name, unit, help, points| Family {
+        otel_name,
+        prom_name,
+        unit,
+        help,
+        kind: Kind::Gauge,
+        points,
+    };
+    let mut cf = Vec::new();
+    let mut ca = Vec::new();
+    let mut f = Vec::new();
+    let mut a = Vec::new();
+    for c in &s.clusters {
+        if let Some(v) = c.freq_hz {
+            cf.push(Point { labels: vec![label("cluster", &c.name)], value: v });
+        }
+        if let Some(v) = c.active_ratio {
+            ca.push(Point { labels: vec![label("cluster", &c.name)], value: v });
+        }
+        for core in &c.cores {
+            let labels = || vec![label("cluster", &c.name), label("cpu", &format!("cpu{}", core.cpu))];
+            if let Some(v) = core.freq_hz {
+                f.push(Point { labels: labels(), value: v });
+            }
+            if let Some(v) = core.active_ratio {
+                a.push(Point { labels: labels(), value: v });
+            }
+        }
+    }
+    let power: Vec<Point> =
+        [("cpu", s.cpu_power_mw), ("gpu", s.gpu_power_mw), ("ane", s.ane_power_mw), ("combined", s.combined_power_mw)]
+            .into_iter()
+            .filter_map(|(k, v)| Some(Point { labels: vec![label("component", k)], value: v? / 1000.0 }))
+            .collect();
+    vec![
+        fam(
+            "host.cpu.cluster.frequency",
+            "host_cpu_cluster_frequency_hertz",
+            "Hz",
+            "Cluster frequency while active (powermetrics freq_hz).",
+            cf,
+        ),
+        fam(
+            "host.cpu.cluster.active_ratio",
+            "host_cpu_cluster_active_ratio",
+            "1",
+            "Share of the sample the cluster was active (1 - idle - down).",
+            ca,
+        ),
+        fam(
+            "host.cpu.frequency",
+            "host_cpu_frequency_hertz",
+            "Hz",
+            "Per-core frequency while active (powermetrics freq_hz).",
+            f,
+        ),
+        fam("host.cpu.active_ratio", "host_cpu_active_ratio", "1", "Share of the sample the core was active.", a),
+        fam("host.power", "host_power_watts", "W", "Power by component (powermetrics, mW converted to W).", power),
+    ]
+    .into_iter()
+    .filter(|f| !f.points.is_empty())
+    .collect()
+}
+
+/// The launchd daemon that runs `sysmonvm host monitor` at boot (templates/launchd/).
+pub fn launchd_plist(
+    sysmonvm: &str,
+    endpoint: &str,
+    interval: &str,
+) -> Result<String, crate::templates::TemplateError> {
+    crate::templates::render(
+        "host-monitor.plist.j2",
+        &serde_json::json!({
+            "label": LAUNCHD_LABEL, "program": sysmonvm, "endpoint": endpoint, "interval": interval, "log_dir": LOG_DIR,
+        }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn families_of_a_real_capture_encode_for_prometheus_and_otlp() {
+        let bytes = std::fs::read(format!(
+            "{}/tests/fixtures/powermetrics/m1-macbookpro17_1-cpu_power-plist-sample-a.plist",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap();
+        let s = powermetrics::parse_document(&bytes).unwrap();
+        let f = families(&s);
+        let text = sysmon_collector::export::prometheus::render(&f);
+        assert!(text.contains("host_cpu_cluster_frequency_hertz{cluster=\"E-Cluster\"}"), "{text}");
+        assert!(text.contains("host_cpu_frequency_hertz{cluster=\"P-Cluster\",cpu=\"cpu4\"}"), "{text}");
+        assert!(text.contains("host_power_watts{component=\"cpu\"}"));
+        let id = sysmon_collector::export::otlp::ResourceIdentity {
+            service_name: "macos-host-monitor".into(),
+            host_id: None,
+            vm_id: None,
+            host_name: None,
+        };
+        let body = sysmon_collector::export::otlp::encode(&sysmon_collector::export::otlp::request(&f, &id, 5, 1));
+        let (newest, names) = sysmon_collector::export::otlp::summarize(&body).unwrap();
+        assert_eq!(newest, Some(5));
+        assert!(names.contains(&"host.cpu.cluster.frequency".to_string()));
+    }
+
+    #[test]
+    fn argv_and_launchd_daemon() {
+        assert_eq!(powermetrics_argv(1000).join(" "), "powermetrics --samplers cpu_power -i 1000 -f plist");
+        let p = launchd_plist("/opt/homebrew/bin/sysmonvm", "http://127.0.0.1:4318", "1s").unwrap();
+        assert!(p.contains("<string>com.sysmonvm.host-monitor</string>"));
+        assert!(p.contains("<string>/var/log/serviceradar/host-monitor.log</string>"));
+        assert!(p.contains("<string>--otlp-endpoint</string>\n    <string>http://127.0.0.1:4318</string>"), "{p}");
+        let hostile = launchd_plist("/x</string><string>rm", "e", "1s").unwrap();
+        assert!(!hostile.contains("</string><string>rm"), "{hostile}");
+    }
+}

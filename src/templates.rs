@@ -1,0 +1,70 @@
+//! The one place that knows the templates in `templates/`: they are compiled into the binary, so an
+//! installed `sysmonvm` needs no data files. Rendering is strict (an undefined name is an error).
+//! Names ending in `.yaml.j2` escape every value as JSON (valid YAML); `.sh.j2` and `.steps.j2`
+//! templates escape nothing, and their callers quote with the `shq` filter or check values first;
+//! the launchd plist escapes with the `xml` filter.
+
+use minijinja::{Environment, UndefinedBehavior};
+
+const TEMPLATES: &[(&str, &str)] = &[
+    ("user-data.yaml.j2", include_str!("../templates/cloud-init/user-data.yaml.j2")),
+    ("meta-data.yaml.j2", include_str!("../templates/cloud-init/meta-data.yaml.j2")),
+    ("network-config.yaml.j2", include_str!("../templates/cloud-init/network-config.yaml.j2")),
+    ("runner.sh.j2", include_str!("../templates/guest/runner.sh.j2")),
+    ("bootstrap-apt.steps.j2", include_str!("../templates/guest/bootstrap-apt.steps.j2")),
+    ("bootstrap-dnf.steps.j2", include_str!("../templates/guest/bootstrap-dnf.steps.j2")),
+    ("cpufreq.steps.j2", include_str!("../templates/guest/cpufreq.steps.j2")),
+    ("collector-install.steps.j2", include_str!("../templates/guest/collector-install.steps.j2")),
+    ("collector-uninstall.steps.j2", include_str!("../templates/guest/collector-uninstall.steps.j2")),
+    ("validate-refs.sh.j2", include_str!("../templates/guest/validate-refs.sh.j2")),
+    ("host-monitor.plist.j2", include_str!("../templates/launchd/host-monitor.plist.j2")),
+    ("serviceradar-sysmon-vm.service.j2", include_str!("../templates/systemd/serviceradar-sysmon-vm.service.j2")),
+    ("sysmon-vm.tmpfiles.j2", include_str!("../templates/systemd/sysmon-vm.tmpfiles.j2")),
+];
+
+#[derive(Debug, thiserror::Error)]
+#[error("template {template}: {message}")]
+pub struct TemplateError {
+    pub template: String,
+    pub message: String,
+}
+
+fn environment() -> Environment<'static> {
+    let mut env = Environment::new();
+    env.set_undefined_behavior(UndefinedBehavior::Strict);
+    env.set_syntax(
+        minijinja::syntax::SyntaxConfig::builder().keep_trailing_newline(true).build().expect("static syntax settings"),
+    );
+    env.add_filter("shq", |s: String| crate::ssh::shell_quote(&s));
+    env.add_filter("xml", |s: String| {
+        s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&apos;")
+    });
+    for (name, src) in TEMPLATES {
+        env.add_template(name, src).expect("templates compiled into the binary parse");
+    }
+    env
+}
+
+/// Renders the template `name` with `context` (any serialisable value). Pure.
+pub fn render<S: serde::Serialize>(name: &str, context: &S) -> Result<String, TemplateError> {
+    // Parsed once per process: the seed is rendered on every `vm create`, steps on every run.
+    static ENV: std::sync::LazyLock<Environment<'static>> = std::sync::LazyLock::new(environment);
+    ENV.get_template(name)
+        .and_then(|t| t.render(minijinja::value::Serde(context)))
+        .map_err(|e| TemplateError { template: name.to_string(), message: format!("{e:#}") })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_template_parses_and_shq_quotes() {
+        let out = super::render(
+            "runner.sh.j2",
+            &serde_json::json!({"title": "t", "steps": [
+                {"name": "a", "check": "test -e '/x'", "skip_if": null, "skip_note": null, "run": "echo it's"}
+            ]}),
+        )
+        .unwrap();
+        assert!(out.contains(r"sysmonvm_step 'a' 'test -e '\''/x'\''' '' '' 'echo it'\''s'"), "{out}");
+    }
+}

@@ -1,0 +1,69 @@
+//! A real OpenSSH sshd on 127.0.0.1 with its own config and keys in a temporary directory.
+
+use std::process::{Child, Command};
+use std::time::Duration;
+use sysmonvm::keys;
+use sysmonvm::ssh::SshTarget;
+
+pub struct Sshd {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    pub host_pub: String,
+    pub user_key: String,
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn sshd() -> Option<Sshd> {
+    if !super::have("/usr/sbin/sshd") {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let host = keys::ensure(&d.join("host_ed25519"), &d.join("host_ed25519.pub"), "test-host").unwrap();
+    let user = keys::ensure(&d.join("id_ed25519"), &d.join("id_ed25519.pub"), "test-user").unwrap();
+    std::fs::write(d.join("authorized_keys"), format!("{}\n", user.public_openssh)).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let config = format!(
+        "Port {port}\nListenAddress 127.0.0.1\nHostKey {0}/host_ed25519\nPidFile {0}/sshd.pid\nAuthorizedKeysFile {0}/authorized_keys\nStrictModes no\nUsePAM no\nPasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\nPermitRootLogin prohibit-password\n",
+        d.display()
+    );
+    std::fs::write(d.join("sshd_config"), config).unwrap();
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let child = Command::new("/usr/sbin/sshd").args(["-D", "-e", "-f"]).arg(d.join("sshd_config")).spawn().unwrap();
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Sshd { child, port, host_pub: host.public_openssh, user_key: user.private_openssh, _dir: dir })
+}
+
+pub fn user() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "root".into())
+}
+
+impl Sshd {
+    pub fn target(&self) -> SshTarget {
+        SshTarget {
+            host: "127.0.0.1".into(),
+            port: self.port,
+            user: user(),
+            private_key: self.user_key.clone(),
+            pinned_host_key: self.host_pub.clone(),
+        }
+    }
+
+    /// Kills the per-connection sshd processes (the listener's children): every open session
+    /// drops as if the network went away, and the listener keeps accepting new ones.
+    pub fn drop_connections(&self) {
+        let _ = Command::new("pkill").args(["-KILL", "-P", &self.child.id().to_string()]).status();
+    }
+}

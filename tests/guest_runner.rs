@@ -1,0 +1,129 @@
+//! The guest step runner over a real sshd on 127.0.0.1 (the test's user stands in for the guest's
+//! root): uploads, per-step events and outcomes, a second run that changes nothing, a failing
+//! step's command/status/tail, and an SSH connection dropped in the middle of a step, after which
+//! a re-run continues where it stopped.
+
+mod common;
+
+use common::sshd::sshd;
+use std::time::Duration;
+use sysmonvm::guest::runner::{self, Event, RunError, Upload};
+use sysmonvm::guest::steps::{Outcome, Plan, Step};
+use sysmonvm::ssh::SshSession;
+
+fn step(name: &str, check: Option<String>, run: String) -> Step {
+    Step { name: name.into(), check, skip_if: None, skip_note: None, run }
+}
+
+fn as_root() -> bool {
+    common::sshd::user() == "root"
+}
+
+#[tokio::test]
+async fn plans_run_idempotently_and_failures_say_what_failed() {
+    if !as_root() {
+        return; // the runner writes /var/lib/sysmonvm as the guest's root would
+    }
+    let Some(s) = sshd() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().display().to_string();
+    let plan = Plan {
+        title: "runner-test".into(),
+        steps: vec![
+            step(
+                "copy",
+                Some(format!("cmp -s /var/lib/sysmonvm/stage/runner-test.txt {p}/installed")),
+                format!("cp /var/lib/sysmonvm/stage/runner-test.txt {p}/installed && echo copied"),
+            ),
+            Step {
+                skip_if: Some("true".into()),
+                skip_note: Some("not on this host".into()),
+                ..step("skipped", None, "exit 1".into())
+            },
+        ],
+    };
+    let uploads =
+        [Upload { path: "/var/lib/sysmonvm/stage/runner-test.txt".into(), bytes: b"v1".to_vec(), mode: 0o644 }];
+    let session = SshSession::connect(&s.target(), Duration::from_secs(10)).await.unwrap();
+    let mut events = Vec::new();
+    let r = runner::run(&session, &plan, &uploads, true, |e| match e {
+        Event::Begin { index, total, name } => events.push(format!("begin {index}/{total} {name}")),
+        Event::Output(l) => events.push(format!("out {l}")),
+        Event::Done(r) => events.push(format!("done {} {:?}", r.name, r.outcome)),
+    })
+    .await
+    .unwrap();
+    assert!(r.changed);
+    assert_eq!(
+        events,
+        ["begin 0/2 copy", "out copied", "done copy Changed", "begin 1/2 skipped", "done skipped Skipped"]
+    );
+    assert_eq!(r.steps[1].notes, ["not on this host"]);
+    assert_eq!(std::fs::read(d.path().join("installed")).unwrap(), b"v1");
+
+    let again = runner::run(&session, &plan, &uploads, true, |_| {}).await.unwrap();
+    assert!(!again.changed);
+    assert_eq!(again.steps[0].outcome, Outcome::Unchanged);
+
+    let failing = Plan {
+        title: "runner-fail".into(),
+        steps: vec![step("fetch", None, "echo 'Temporary failure resolving deb.debian.org'; exit 100".into())],
+    };
+    match runner::run(&session, &failing, &[], true, |_| {}).await {
+        Err(e @ RunError::StepFailed { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("step `fetch` failed with exit status 100"), "{m}");
+            assert!(m.contains("command: echo 'Temporary failure"), "{m}");
+            assert!(m.contains("    Temporary failure resolving deb.debian.org"), "{m}");
+            assert!(m.contains("hint: the guest cannot reach its package mirrors"), "{m}");
+        }
+        other => panic!("{other:?}"),
+    }
+    session.close().await;
+}
+
+#[tokio::test]
+async fn a_dropped_connection_names_the_step_and_a_rerun_continues() {
+    if !as_root() {
+        return;
+    }
+    let Some(s) = sshd() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let p = d.path().display().to_string();
+    let plan = Plan {
+        title: "runner-drop".into(),
+        steps: vec![
+            step("first", Some(format!("test -f {p}/first")), format!("touch {p}/first")),
+            // Slow the first time only: the connection is dropped while it sleeps.
+            step(
+                "slow",
+                Some(format!("test -f {p}/slow")),
+                format!("if [ -f {p}/slept ]; then touch {p}/slow; else touch {p}/slept; sleep 30; fi"),
+            ),
+            step("last", Some(format!("test -f {p}/last")), format!("touch {p}/last")),
+        ],
+    };
+    let session = SshSession::connect(&s.target(), Duration::from_secs(10)).await.unwrap();
+    let slept = d.path().join("slept");
+    let dropper = async {
+        while !slept.exists() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        s.drop_connections();
+    };
+    let (result, ()) = tokio::join!(runner::run(&session, &plan, &[], true, |_| {}), dropper);
+    match result {
+        Err(e @ RunError::Interrupted { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("dropped during step `slow`") && m.contains("Run again to continue"), "{m}");
+        }
+        other => panic!("expected an interrupted run, got {other:?}"),
+    }
+    assert!(!d.path().join("last").exists());
+
+    let session = SshSession::connect(&s.target(), Duration::from_secs(10)).await.unwrap();
+    let r = runner::run(&session, &plan, &[], true, |_| {}).await.unwrap();
+    let outcomes: Vec<_> = r.steps.iter().map(|s| (s.name.as_str(), s.outcome)).collect();
+    assert_eq!(outcomes, [("first", Outcome::Unchanged), ("slow", Outcome::Changed), ("last", Outcome::Changed)]);
+    session.close().await;
+}
