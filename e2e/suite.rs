@@ -234,9 +234,14 @@ pub fn run(args: &[String]) -> Result<()> {
         let s = r.must(&["collector", "status", name])?;
         ensure!(s["active"] == "active" && s["answers_via_forward"] == true, "{s}");
         ensure!(r.guest("systemctl show -p User --value serviceradar-sysmon-vm")?.trim() == "sysmon-vm");
-        let logs = Command::new(&r.bin).arg("--workspace").arg(&r.ws).args(["collector", "logs", name, "-n", "20"]).output()?;
+        let logs = Command::new(&r.bin)
+            .arg("--workspace")
+            .arg(&r.ws)
+            .args(["collector", "logs", name, "-n", "20"])
+            .output()?;
         ensure!(
-            logs.status.success() && String::from_utf8_lossy(&logs.stdout).contains("sysmon-collector: serving http://"),
+            logs.status.success()
+                && String::from_utf8_lossy(&logs.stdout).contains("sysmon-collector: serving http://"),
             "collector logs: {}",
             String::from_utf8_lossy(&logs.stderr)
         );
@@ -383,8 +388,8 @@ pub fn run(args: &[String]) -> Result<()> {
             ensure!(failed.is_empty(), "failed checks: {}", serde_json::to_string_pretty(&failed)?);
             ensure!(d.ok && rep["summary"]["exit_status"] == 0, "validate: {}\n{}", d.stderr, rep["summary"]);
             // usage-vs-load may be `info` here: under TCG a pinned stress-ng reaches ~95 % by the guest's
-        // own /proc/stat, so the load, not the collector, misses its nominal 100 %.
-        for name in ["usage-vs-proc-stat", "throttle-usage", "throttle-visible", "otlp-latency"] {
+            // own /proc/stat, so the load, not the collector, misses its nominal 100 %.
+            for name in ["usage-vs-proc-stat", "throttle-usage", "throttle-visible", "otlp-latency"] {
                 ensure!(checks.iter().any(|c| c["name"] == name && c["verdict"] == "pass"), "no passing {name} check");
             }
             let freq: Vec<&Value> = checks.iter().filter(|c| c["name"] == "frequency").collect();

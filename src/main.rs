@@ -5,6 +5,17 @@ mod commands;
 
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
+
+/// Exit statuses, the same for every command (README, "Exit statuses").
+pub mod exit {
+    pub const OK: i32 = 0;
+    /// Any error; the message says what and where.
+    pub const ERROR: i32 = 1;
+    /// Usage error (unknown flag, bad value), from clap.
+    pub const USAGE: i32 = 2;
+    /// `collector status`: not active. `validate`: nothing was comparable.
+    pub const NOT_READY: i32 = 3;
+}
 use std::path::PathBuf;
 
 #[derive(Parser)]
@@ -52,6 +63,10 @@ pub enum Command {
     /// The host's own CPUs while a VM runs: powermetrics on macOS, cpufreq and /proc on Linux.
     #[command(subcommand)]
     Host(HostCommand),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions { shell: clap_complete::Shell },
+    /// Print the man page (roff), generated from these same definitions.
+    Man,
     /// Stop a VM (ACPI powerdown, then quit, then kill).
     Down {
         name: Option<String>,
@@ -345,8 +360,26 @@ pub enum ImageCommand {
     Prune,
 }
 
+/// The command tree with colours off when NO_COLOR is set (https://no-color.org), whatever else
+/// the environment says.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    Cli::command().color(if no_color { clap::ColorChoice::Never } else { clap::ColorChoice::Auto })
+}
+
 fn main() {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    // Like other Unix tools, end quietly when the reader of our output goes away
+    // (`sysmonvm man | head`) instead of panicking on a broken pipe.
+    // SAFETY: called first thing, before any thread exists; SIG_DFL is a valid disposition.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let cli = match Cli::from_arg_matches(&command().get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -236,9 +236,9 @@ fn v1_root(layout: &CgroupLayout) -> Option<&PathBuf> {
     layout.v1_cpuacct.as_ref().or(layout.v1_cpu.as_ref()).or(layout.v1_memory.as_ref())
 }
 
-/// Walks the hierarchies for containers and resolves the named cgroups. The walk is the costly
-/// part, so the sampler repeats it only every few samples and reads the found ones in between.
-pub fn discover_all(layout: &CgroupLayout, named: &[String], warnings: &mut Warnings) -> Vec<Found> {
+/// Walks the hierarchies for containers. The walk is the costly part, so the sampler repeats it
+/// only every few samples and reads the found ones in between.
+pub fn discover_walk(layout: &CgroupLayout) -> Vec<Found> {
     let mut out: Vec<Found> = Vec::new();
     let mut push = |f: Found| {
         // the same container seen in v1 and in the hybrid v2 tree counts once
@@ -256,16 +256,24 @@ pub fn discover_all(layout: &CgroupLayout, named: &[String], warnings: &mut Warn
             push(Found { rel, runtime, id, version: 2 });
         }
     }
+    out
+}
+
+/// Resolves the cgroups the configuration names: a couple of `stat`s each, so the sampler does
+/// it every sample and a named cgroup shows up as soon as it exists. On a hybrid host the v1
+/// controllers hold the numbers (the `unified` tree usually has no controllers), so v1 wins there.
+pub fn resolve_named(layout: &CgroupLayout, named: &[String], warnings: &mut Warnings) -> Vec<Found> {
+    let mut out = Vec::new();
     for name in named {
         let rel = name.trim_matches('/').to_string();
         if rel.is_empty() || rel.split('/').any(|c| c == "..") {
             warnings.push(format!("cgroup {name}"), "not a path below the cgroup root");
             continue;
         }
-        if layout.v2_root.as_ref().is_some_and(|r| r.join(&rel).join("cgroup.procs").exists()) {
-            push(Found { rel: rel.clone(), runtime: "cgroup", id: rel, version: 2 });
-        } else if v1_root(layout).is_some_and(|r| r.join(&rel).is_dir()) {
-            push(Found { rel: rel.clone(), runtime: "cgroup", id: rel, version: 1 });
+        if v1_root(layout).is_some_and(|r| r.join(&rel).is_dir()) {
+            out.push(Found { rel: rel.clone(), runtime: "cgroup", id: rel, version: 1 });
+        } else if layout.v2_root.as_ref().is_some_and(|r| r.join(&rel).join("cgroup.procs").exists()) {
+            out.push(Found { rel: rel.clone(), runtime: "cgroup", id: rel, version: 2 });
         } else {
             warnings.push(format!("cgroup {rel}"), "named in the configuration but not found");
         }

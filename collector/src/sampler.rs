@@ -56,8 +56,8 @@ pub struct Sampler {
     counters: Option<CycleCounters>,
     containers: Vec<containers::Found>,
     host: Option<host::HostFacts>,
-    /// Warnings from the last container discovery and the last host-facts read.
-    discovery_warnings: (Vec<crate::warnings::Warning>, Vec<crate::warnings::Warning>),
+    /// Warnings from the last host-facts read, repeated in every sample until the next read.
+    host_warnings: Vec<crate::warnings::Warning>,
     /// Samples taken so far; discovery work is repeated every so many samples, not every time.
     samples: u64,
     files: KernelFiles,
@@ -124,7 +124,7 @@ impl Sampler {
             counters,
             containers: Vec::new(),
             host: None,
-            discovery_warnings: (Vec::new(), Vec::new()),
+            host_warnings: Vec::new(),
             samples: 0,
             files: KernelFiles::default(),
             previous: None,
@@ -317,17 +317,14 @@ impl Sampler {
         let throttling = self.throttling(&mut w);
 
         if self.samples.is_multiple_of(REDISCOVER_CONTAINERS_EVERY) {
-            let mut found = Warnings::default();
-            self.containers = containers::discover_all(&self.cgroups, &self.options.cgroups, &mut found);
-            self.discovery_warnings.0 = found.into_vec();
+            self.containers = containers::discover_walk(&self.cgroups);
         }
-        // What discovery could not resolve stays true until the next discovery: repeat it in every sample.
-        for x in &self.discovery_warnings.0 {
-            w.push(x.source.clone(), x.message.clone());
-        }
+        let named = containers::resolve_named(&self.cgroups, &self.options.cgroups, &mut w);
         let mut containers: Vec<Container> = self
             .containers
             .iter()
+            .filter(|f| !named.iter().any(|n| n.id == f.id && n.runtime == f.runtime))
+            .chain(&named)
             .filter_map(|f| containers::read_found(&self.cgroups, f, &mut self.files, &mut w))
             .collect();
         for c in &mut containers {
@@ -348,9 +345,9 @@ impl Sampler {
             for x in &found {
                 w.push(x.source.clone(), x.message.clone());
             }
-            self.discovery_warnings.1 = found;
+            self.host_warnings = found;
         } else {
-            for x in &self.discovery_warnings.1 {
+            for x in &self.host_warnings {
                 w.push(x.source.clone(), x.message.clone());
             }
         }

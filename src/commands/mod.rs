@@ -13,6 +13,17 @@ use crate::{Cli, Command, Exit};
 use sysmonvm::workspace::Workspace;
 
 pub fn run(cli: Cli) -> Exit {
+    match &cli.command {
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut crate::command(), "sysmonvm", &mut std::io::stdout());
+            return Ok(0);
+        }
+        Command::Man => {
+            clap_mangen::Man::new(crate::command()).render(&mut std::io::stdout())?;
+            return Ok(0);
+        }
+        _ => {}
+    }
     let ws = Workspace::resolve(cli.workspace.as_deref())?;
     match cli.command {
         Command::Profile(c) => profile::run(&ws, c, cli.json),
@@ -27,6 +38,7 @@ pub fn run(cli: Cli) -> Exit {
         Command::Down { name, force } => {
             vm::run(&ws, crate::VmCommand::Stop { name, force, timeout: std::time::Duration::from_secs(90) }, cli.json)
         }
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
         Command::Doctor { profile, fix } => doctor::run(&ws, profile.as_deref(), fix, cli.json),
     }
 }

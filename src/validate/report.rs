@@ -320,15 +320,20 @@ pub fn charts(r: &Report, rows: &[Row]) -> Vec<(String, String)> {
         r.phases.iter().map(|p| Band { label: p.kind.as_str().into(), from: p.start - t0, to: p.end - t0 }).collect();
     let series =
         |metric: &str, keep: &dyn Fn(&Row) -> bool, label: &dyn Fn(&Row) -> String, dashed: &dyn Fn(&Row) -> bool| {
-            let mut by: std::collections::BTreeMap<String, Series> = std::collections::BTreeMap::new();
+            let mut by: std::collections::BTreeMap<String, (Series, String)> = std::collections::BTreeMap::new();
             for row in rows.iter().filter(|x| x.metric == metric && keep(x)) {
                 let l = label(row);
-                by.entry(l.clone())
-                    .or_insert_with(|| Series { label: l, points: Vec::new(), dashed: dashed(row) })
-                    .points
-                    .push((row.time - t0, row.value));
+                let (series, last_phase) = by.entry(l.clone()).or_insert_with(|| {
+                    (Series { label: l, points: Vec::new(), dashed: dashed(row) }, row.phase.clone())
+                });
+                // The expected load is a level per phase, not a line from one phase to the next.
+                if row.source == "load" && *last_phase != row.phase {
+                    series.points.push((f64::NAN, f64::NAN));
+                }
+                *last_phase = row.phase.clone();
+                series.points.push((row.time - t0, row.value));
             }
-            by.into_values().collect::<Vec<_>>()
+            by.into_values().map(|(s, _)| s).collect::<Vec<_>>()
         };
     let freq = series("frequency_hz", &|_| true, &|x| format!("{} {}", x.cpu, x.source), &|x| {
         !x.source.starts_with("collector")
@@ -347,21 +352,26 @@ pub fn charts(r: &Report, rows: &[Row]) -> Vec<(String, String)> {
         &|_| true,
     ))
     .collect::<Vec<_>>();
-    let throttle = series("cgroup_usage_pct", &|_| true, &|x| format!("{} (collector)", x.cpu), &|_| false)
-        .into_iter()
-        .chain(std::iter::once(Series {
-            label: format!("quota {:.0} %", r.settings.throttle_quota_pct),
-            points: r
-                .phases
-                .iter()
-                .filter(|p| p.kind == super::checks::PhaseKind::Throttle)
-                .flat_map(|p| {
-                    [(p.start - t0, r.settings.throttle_quota_pct), (p.end - t0, r.settings.throttle_quota_pct)]
-                })
-                .collect(),
-            dashed: true,
-        }))
-        .collect::<Vec<_>>();
+    // The step: one unthrottled worker on cpu0 (phase `one`), then one worker under the quota.
+    let throttle = series(
+        "usage_pct",
+        &|x| x.phase == "one" && x.cpu == "cpu0" && x.source == "collector",
+        &|_| "unthrottled worker: cpu0 (collector)".into(),
+        &|_| false,
+    )
+    .into_iter()
+    .chain(series("cgroup_usage_pct", &|_| true, &|_| "throttled worker: its cgroup (collector)".into(), &|_| false))
+    .chain(std::iter::once(Series {
+        label: format!("quota {:.0} %", r.settings.throttle_quota_pct),
+        points: r
+            .phases
+            .iter()
+            .filter(|p| p.kind == super::checks::PhaseKind::Throttle)
+            .flat_map(|p| [(p.start - t0, r.settings.throttle_quota_pct), (p.end - t0, r.settings.throttle_quota_pct)])
+            .collect(),
+        dashed: true,
+    }))
+    .collect::<Vec<_>>();
     vec![
         (
             "frequency.svg".into(),
@@ -373,7 +383,12 @@ pub fn charts(r: &Report, rows: &[Row]) -> Vec<(String, String)> {
         ),
         (
             "throttle.svg".into(),
-            line_chart("Throttle step: the cgroup's CPU use under its quota", "% of one CPU", &throttle, &bands),
+            line_chart(
+                "Throttle step: one worker unthrottled, then under its CPU quota",
+                "% of one CPU",
+                &throttle,
+                &bands,
+            ),
         ),
     ]
 }

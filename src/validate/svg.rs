@@ -23,7 +23,7 @@ fn esc(s: &str) -> String {
 
 /// A line chart, `x` in seconds from the start of the run.
 pub fn line_chart(title: &str, y_label: &str, series: &[Series], bands: &[Band]) -> String {
-    let (w, h, l, r, t, b) = (760.0, 300.0, 60.0, 170.0, 30.0, 40.0);
+    let (w, h, l, r, t, b) = (900.0, 300.0, 60.0, 260.0, 30.0, 40.0);
     let pts = series.iter().flat_map(|s| s.points.iter()).filter(|p| p.0.is_finite() && p.1.is_finite());
     let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, 0.0f64, f64::MIN);
     for &(x, y) in pts {
@@ -85,18 +85,16 @@ pub fn line_chart(title: &str, y_label: &str, series: &[Series], bands: &[Band])
     );
     for (k, s) in series.iter().enumerate() {
         let color = COLORS[k % COLORS.len()];
-        let path: Vec<String> = s
-            .points
-            .iter()
-            .filter(|p| p.0.is_finite() && p.1.is_finite())
-            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y)))
-            .collect();
         let dash = if s.dashed { " stroke-dasharray=\"5 3\"" } else { "" };
-        if !path.is_empty() {
-            svg += &format!(
-                "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.6\"{dash} points=\"{}\"/>\n",
-                path.join(" ")
-            );
+        // A non-finite point breaks the line (phases are drawn apart).
+        for segment in s.points.split(|p| !p.0.is_finite() || !p.1.is_finite()) {
+            let path: Vec<String> = segment.iter().map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y))).collect();
+            if !path.is_empty() {
+                svg += &format!(
+                    "<polyline fill=\"none\" stroke=\"{color}\" stroke-width=\"1.6\"{dash} points=\"{}\"/>\n",
+                    path.join(" ")
+                );
+            }
         }
         let ly = t + 14.0 * k as f64 + 8.0;
         svg += &format!(
@@ -133,7 +131,7 @@ mod tests {
         let s = vec![
             Series {
                 label: "cpu0 <collector>".into(),
-                points: vec![(0.0, 1.0), (1.0, 2.0), (2.0, f64::NAN)],
+                points: vec![(0.0, 1.0), (1.0, 2.0), (2.0, f64::NAN), (3.0, 1.0), (4.0, 1.0)],
                 dashed: false,
             },
             Series { label: "expected".into(), points: vec![], dashed: true },
@@ -141,7 +139,7 @@ mod tests {
         let svg = line_chart("t & u", "%", &s, &[Band { label: "idle".into(), from: 0.0, to: 1.0 }]);
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("cpu0 &lt;collector&gt;") && svg.contains("t &amp; u"));
-        assert_eq!(svg.matches("<polyline").count(), 1);
+        assert_eq!(svg.matches("<polyline").count(), 2, "the NaN splits the line in two");
         assert!(!svg.contains("NaN"));
         let empty = line_chart("none", "", &[], &[]);
         assert!(!empty.contains("NaN") && !empty.contains("inf"));

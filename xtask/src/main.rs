@@ -4,6 +4,7 @@
 mod bench_collector;
 mod bench_fetch;
 mod bench_start;
+mod dist;
 /// The e2e suite lives in `e2e/` beside its guest-side scripts.
 #[path = "../../e2e/suite.rs"]
 mod e2e;
@@ -23,6 +24,9 @@ tasks:
   bench-start [--accel tcg|kvm|auto]
       sysmonvm vm start of the test guest against a bare QEMU launch with the same argv polled by
       an ssh loop, both to SSH login + cloud-init done, same run.
+  dist [--formula URL SHA256]
+      release artifacts in target/dist/: sysmonvm for this host, sysmon-collector for x86_64 and
+      aarch64 musl, completions, the man page, SHA256SUMS; --formula also renders the Homebrew formula.
   e2e [--profile P]
       boot the real test guest through `sysmonvm up` (bootstrap, collector install), scrape the
       collector through its forward, run a container, inject faults, and check the lifecycle.
@@ -38,6 +42,7 @@ fn main() -> Result<()> {
         Some("guest-image") => guest_image::run_task(&args[1..]),
         Some("bench-start") => bench_start::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
+        Some("dist") => dist::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())
