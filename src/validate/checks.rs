@@ -100,6 +100,18 @@ pub struct Check {
     pub reason: Option<String>,
 }
 
+/// One reading of the host's own CPUs (a core, or a cluster on Apple Silicon), with its time on
+/// the guest's clock so it lines up with the guest's readings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostPoint {
+    pub time: f64,
+    /// `cpu3` on Linux, `P-Cluster` from powermetrics.
+    pub name: String,
+    /// `host cpuinfo`, `host cpufreq`, `host powermetrics`.
+    pub source: String,
+    pub hz: f64,
+}
+
 /// Everything the checks look at.
 pub struct Inputs<'a> {
     pub phases: &'a [PhaseWindow],
@@ -120,6 +132,10 @@ pub struct Inputs<'a> {
     /// host Unix seconds (the reading time already corrected by the clock offset).
     pub otlp: &'a [(f64, f64)],
     pub latency_limit: f64,
+    /// The host's CPUs during the run (context: a different quantity from a vCPU's frequency).
+    pub host: &'a [HostPoint],
+    /// Why there are no host readings, when there are none.
+    pub host_missing: Option<String>,
 }
 
 pub fn snapshot_time(s: &Snapshot) -> f64 {
@@ -468,11 +484,47 @@ pub fn latency(i: &Inputs) -> Vec<Check> {
     vec![judged(c, &errors, i.latency_limit, "s", |e| e.max)]
 }
 
+/// The host's clocks per phase, shown beside the guest's and labelled as a different meaning.
+pub fn host(i: &Inputs) -> Vec<Check> {
+    let mut out = Vec::new();
+    for p in i.phases {
+        let inside: Vec<&HostPoint> = i.host.iter().filter(|h| p.settled(h.time, i.warmup)).collect();
+        let mut c = check(
+            "host-frequency",
+            Some(p.kind),
+            Some("host".into()),
+            "host monitor",
+            "guest vCPUs (different meaning)",
+        );
+        c.verdict = Verdict::Info;
+        c.samples = inside.len();
+        c.reason = Some(match (inside.is_empty(), &i.host_missing) {
+            (true, Some(why)) => format!("no host readings: {why}"),
+            (true, None) => "no host readings in this phase".into(),
+            (false, _) => {
+                let mut names: Vec<&str> = inside.iter().map(|h| h.name.as_str()).collect();
+                names.sort();
+                names.dedup();
+                let avg = inside.iter().map(|h| h.hz).sum::<f64>() / inside.len() as f64;
+                format!(
+                    "the host's {} ({}) averaged {:.2} GHz; a vCPU runs on whichever host core the scheduler picks, so this is context for the guest's numbers, not a reference for them",
+                    names.len(),
+                    inside[0].source,
+                    avg / 1e9
+                )
+            }
+        });
+        out.push(c);
+    }
+    out
+}
+
 pub fn all(i: &Inputs) -> Vec<Check> {
     let mut out = frequency(i);
     out.extend(usage(i));
     out.extend(throttle(i));
     out.extend(latency(i));
+    out.extend(host(i));
     out
 }
 

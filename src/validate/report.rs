@@ -183,6 +183,9 @@ pub fn rows(i: &Inputs) -> Vec<Row> {
         push(p.start, cpu, "expected_usage_pct", "load", want);
         push(p.end, cpu, "expected_usage_pct", "load", want);
     }
+    for h in i.host {
+        push(h.time, &h.name, "host_frequency_hz", &h.source, h.hz);
+    }
     for (arrived, taken) in i.otlp {
         push(*arrived, "", "otlp_latency_s", "collector OTLP push", arrived - taken);
     }
