@@ -60,3 +60,42 @@ fn usage_errors_exit_2_and_other_errors_exit_1() {
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).starts_with("error: "));
 }
+
+/// Every concrete `sysmonvm …` command in a code block of the README and docs/ is a valid
+/// invocation (the subcommand path and every flag parse; `--help` stops before anything runs).
+/// What they do is exercised by the e2e suite; this keeps the docs from drifting from the CLI.
+#[test]
+fn every_command_in_the_docs_parses() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut files = vec![format!("{root}/README.md")];
+    for e in std::fs::read_dir(format!("{root}/docs")).unwrap().flatten() {
+        if e.path().extension().is_some_and(|x| x == "md") {
+            files.push(e.path().display().to_string());
+        }
+    }
+    let mut checked = 0;
+    for f in files {
+        let text = std::fs::read_to_string(&f).unwrap();
+        let mut in_code = false;
+        for line in text.lines() {
+            if line.trim_start().starts_with("```") {
+                in_code = !in_code;
+                continue;
+            }
+            let cmd = line.split(" #").next().unwrap().trim();
+            let Some(rest) = cmd.strip_prefix("sysmonvm ").or_else(|| cmd.strip_prefix("sudo sysmonvm ")) else {
+                continue;
+            };
+            // Usage lines with placeholders ([VM], A|B, …) describe syntax; examples are concrete.
+            if !in_code || rest.contains(['[', '|', '…', '\\', '<']) {
+                continue;
+            }
+            let mut args: Vec<&str> = rest.split_whitespace().collect();
+            args.push("--help");
+            let o = sysmonvm(&args, &[]);
+            assert!(o.status.success(), "{f}: `{cmd}` does not parse: {}", String::from_utf8_lossy(&o.stderr));
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "only {checked} commands found in the docs");
+}

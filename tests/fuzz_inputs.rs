@@ -28,6 +28,9 @@ fn everything(text: &str) {
         let _ = sysmonvm::guest::steps::parse_marker(line);
     }
     let _ = sysmonvm::host::powermetrics::parse_stream(text.as_bytes());
+    if let Some((ps, c)) = sysmonvm::host::parse_vm_stat(text) {
+        let _ = sysmonvm::host::vm_stat_used_bytes(ps, &c);
+    }
 }
 
 proptest! {

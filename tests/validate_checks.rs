@@ -209,12 +209,14 @@ fn usage_far_from_the_load_fails_and_nothing_comparable_is_its_own_status() {
     let l = find(&c, "usage-vs-load", "cpu0", "expected 100");
     assert_eq!(l[0].verdict, Verdict::Fail);
     assert_eq!(find(&c, "usage-vs-proc-stat", "cpu0", "/proc/stat")[0].verdict, Verdict::Fail);
-    // The load itself only reached 60 % (by /proc/stat) and the collector agrees: shown, not judged.
+    // The load itself only reached 60 % (by /proc/stat) and the collector agrees: judged against
+    // the load as the kernel saw it, so it passes, and the reason says so.
     let r = record(FrequencySource::Cpuinfo, "cpu MHz", |_| 2893.2e6, None, None, 60.0);
     let c = checks::usage(&inputs(&r, &p, &[]));
     let l = find(&c, "usage-vs-load", "cpu0", "expected 100");
-    assert_eq!(l[0].verdict, Verdict::Info, "{l:?}");
-    assert!(l[0].reason.as_ref().unwrap().contains("did not reach its nominal"));
+    assert_eq!(l[0].verdict, Verdict::Pass, "{l:?}");
+    assert!(l[0].reason.as_ref().unwrap().contains("/proc/stat saw"));
+    assert!(l[0].tolerance > 40.0, "{l:?}");
     assert_eq!(find(&c, "usage-vs-proc-stat", "cpu0", "/proc/stat")[0].verdict, Verdict::Pass);
     let mut only_nc = checks::frequency(&inputs(&r, &p, &[]));
     assert_eq!(checks::exit_status(&mut only_nc, false), 3);

@@ -175,7 +175,10 @@ fn monitor_powermetrics(
                 );
             }
             if let Some(u) = url {
-                push(rt, u, &host::families(&s), start);
+                let (used, total) = mac_memory();
+                let mut families = host::families(&s);
+                families.extend(host::load_memory_families(loadavg(), used, total));
+                push(rt, u, &families, start);
             }
         }
         Err(e) => eprintln!("host monitor: skipped a powermetrics document: {e}"),
@@ -205,6 +208,36 @@ fn monitor_powermetrics(
         );
     }
     Ok(0)
+}
+
+/// The 1, 5 and 15 minute load averages (getloadavg: macOS and Linux alike).
+fn loadavg() -> Option<[f64; 3]> {
+    let mut l = [0f64; 3];
+    // SAFETY: the buffer holds the 3 values asked for.
+    let n = unsafe { libc::getloadavg(l.as_mut_ptr(), 3) };
+    (n == 3).then_some(l)
+}
+
+/// macOS: (used, installed) bytes from `vm_stat` and `hw.memsize`.
+#[cfg(target_os = "macos")]
+fn mac_memory() -> (Option<u64>, Option<u64>) {
+    let used = std::process::Command::new("vm_stat")
+        .output()
+        .ok()
+        .and_then(|o| host::parse_vm_stat(&String::from_utf8_lossy(&o.stdout)))
+        .and_then(|(ps, c)| host::vm_stat_used_bytes(ps, &c));
+    let mut total: u64 = 0;
+    let mut len = std::mem::size_of::<u64>();
+    // SAFETY: the name is NUL-terminated and the buffer is a u64 with its size in `len`.
+    let rc = unsafe {
+        libc::sysctlbyname(c"hw.memsize".as_ptr(), (&mut total as *mut u64).cast(), &mut len, std::ptr::null_mut(), 0)
+    };
+    (used, (rc == 0).then_some(total))
+}
+
+#[cfg(not(target_os = "macos"))]
+fn mac_memory() -> (Option<u64>, Option<u64>) {
+    (None, None)
 }
 
 fn install(endpoint: &str, interval: &str) -> Exit {

@@ -2,7 +2,7 @@
 //! (root) streamed as plist and turned into per-cluster and per-core frequency, active residency
 //! and power; on Linux, the host's cpufreq and /proc through the collector's own library. Both
 //! export OTLP (`service.name` `macos-host-monitor` / `linux-host-monitor`). Pure parts here: the
-//! powermetrics argv, its metric families, the launchd daemon.
+//! powermetrics argv, its metric families, `vm_stat` for host memory, the launchd daemon.
 
 pub mod powermetrics;
 
@@ -93,6 +93,84 @@ pub fn families(s: &powermetrics::Sample) -> Vec<Family> {
     .collect()
 }
 
+/// macOS `vm_stat` output: the page size and `Pages …` counters. Pure, garbage-tolerant.
+pub fn parse_vm_stat(text: &str) -> Option<(u64, std::collections::BTreeMap<String, u64>)> {
+    let mut lines = text.lines();
+    let header = lines.next()?;
+    let page_size: u64 = header.split("page size of ").nth(1)?.split_whitespace().next()?.parse().ok()?;
+    let counters = lines
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            Some((k.trim().to_string(), v.trim().trim_end_matches('.').parse::<u64>().ok()?))
+        })
+        .collect();
+    Some((page_size, counters))
+}
+
+/// Used memory as Activity Monitor counts it: active + wired + compressed pages.
+pub fn vm_stat_used_bytes(page_size: u64, c: &std::collections::BTreeMap<String, u64>) -> Option<u64> {
+    let get = |k: &str| c.get(k).copied();
+    let pages = get("Pages active")?
+        .checked_add(get("Pages wired down")?)?
+        .checked_add(get("Pages occupied by compressor").unwrap_or(0))?;
+    pages.checked_mul(page_size)
+}
+
+/// Host load and memory families (macOS: from `getloadavg` and `vm_stat` + `hw.memsize`).
+pub fn load_memory_families(load: Option<[f64; 3]>, used: Option<u64>, total: Option<u64>) -> Vec<Family> {
+    let g = |otel_name, prom_name, unit, help, points: Vec<Point>| Family {
+        otel_name,
+        prom_name,
+        unit,
+        help,
+        kind: Kind::Gauge,
+        points,
+    };
+    let mut out = Vec::new();
+    if let Some([l1, l5, l15]) = load {
+        out.push(g(
+            "system.cpu.load_average.1m",
+            "system_cpu_load_average_1m",
+            "{thread}",
+            "Host load average, 1 minute.",
+            vec![Point { labels: vec![], value: l1 }],
+        ));
+        out.push(g(
+            "system.cpu.load_average.5m",
+            "system_cpu_load_average_5m",
+            "{thread}",
+            "Host load average, 5 minutes.",
+            vec![Point { labels: vec![], value: l5 }],
+        ));
+        out.push(g(
+            "system.cpu.load_average.15m",
+            "system_cpu_load_average_15m",
+            "{thread}",
+            "Host load average, 15 minutes.",
+            vec![Point { labels: vec![], value: l15 }],
+        ));
+    }
+    if let Some(u) = used {
+        out.push(g(
+            "system.memory.usage",
+            "system_memory_usage_bytes",
+            "By",
+            "Host memory in use (active + wired + compressed).",
+            vec![Point { labels: vec![label("system.memory.state", "used")], value: u as f64 }],
+        ));
+    }
+    if let Some(t) = total {
+        out.push(g(
+            "system.memory.limit",
+            "system_memory_limit_bytes",
+            "By",
+            "Host memory installed.",
+            vec![Point { labels: vec![], value: t as f64 }],
+        ));
+    }
+    out
+}
+
 /// The launchd daemon that runs `sysmonvm host monitor` at boot (templates/launchd/).
 pub fn launchd_plist(
     sysmonvm: &str,
@@ -134,6 +212,28 @@ mod tests {
         let (newest, names) = sysmon_collector::export::otlp::summarize(&body).unwrap();
         assert_eq!(newest, Some(5));
         assert!(names.contains(&"host.cpu.cluster.frequency".to_string()));
+    }
+
+    #[test]
+    fn vm_stat_output_and_garbage() {
+        let text = "Mach Virtual Memory Statistics: (page size of 16384 bytes)\nPages free:                               12345.\nPages active:                            200000.\nPages inactive:                          100000.\nPages wired down:                         50000.\nPages occupied by compressor:             10000.\n\"Translation faults\":                  123456789.\n";
+        let (ps, c) = parse_vm_stat(text).unwrap();
+        assert_eq!(ps, 16384);
+        assert_eq!(vm_stat_used_bytes(ps, &c), Some(260_000 * 16384));
+        for junk in ["", "page size of x", "Mach (page size of 4096 bytes)\nPages active: -1.", "\u{0}:\u{0}"] {
+            let parsed = parse_vm_stat(junk);
+            assert!(
+                parsed.is_none()
+                    || vm_stat_used_bytes(parsed.as_ref().unwrap().0, &parsed.as_ref().unwrap().1).is_none()
+            );
+        }
+        let f = load_memory_families(Some([1.0, 2.0, 3.0]), Some(5), Some(10));
+        let text = sysmon_collector::export::prometheus::render(&f);
+        assert!(
+            text.contains("system_cpu_load_average_1m 1")
+                && text.contains("system_memory_usage_bytes{system_memory_state=\"used\"} 5"),
+            "{text}"
+        );
     }
 
     #[test]

@@ -381,18 +381,19 @@ pub fn usage(i: &Inputs) -> Vec<Check> {
             );
             let achieved = ref_usage(i, p, cpu);
             let mut c = match (mean(&col), achieved) {
-                // The load itself fell short of (or overshot) its nominal level by more than the
-                // tolerance, by the guest's own /proc/stat: that is the load generator or the
-                // hypervisor, not the collector, so it is shown, not judged.
-                (Some(m), Some(r)) if (r - want).abs() > i.tolerance => {
-                    let mut c = judged(c, &[(m - want).abs()], i.tolerance, "pp", |e| e.max);
-                    c.verdict = Verdict::Info;
+                // Judged against the load as the guest's own kernel accounted for it: a load that
+                // fell short of its nominal level (under TCG a pinned stress-ng shows ~95 % busy)
+                // widens the tolerance by exactly that shortfall, no more.
+                (Some(m), Some(r)) => {
+                    let shortfall = (r - want).abs();
+                    let mut c = judged(c, &[(m - want).abs()], i.tolerance + shortfall, "pp", |e| e.max);
                     c.reason = Some(format!(
-                        "the load did not reach its nominal {want:.0} % in this guest (/proc/stat {r:.1} %); the collector read {m:.1} %, judged against /proc/stat in usage-vs-proc-stat"
+                        "collector {m:.1} % while the load asks for {want:.0} % and /proc/stat saw {r:.1} % (tolerance {:.0} pp + the load's own shortfall {shortfall:.1} pp)",
+                        i.tolerance
                     ));
                     c
                 }
-                (Some(m), _) => {
+                (Some(m), None) => {
                     let mut c = judged(c, &[(m - want).abs()], i.tolerance, "pp", |e| e.max);
                     c.reason = Some(format!("collector {m:.1} % while the load asks for {want:.0} %"));
                     c

@@ -312,7 +312,7 @@ pub fn markdown(r: &Report) -> String {
             c.reason.as_deref().unwrap_or("").replace('|', "\\|")
         );
     }
-    s += "\nVerdicts: **pass** — within tolerance against an independent reference; **FAIL** — outside it (or no readings); **not comparable** — the reference is missing in this guest, reads the same source as the collector, or is a constant (the TSC rate), so agreement would prove nothing; **info** — shown, not judged (a load that did not reach its nominal level by the guest's own /proc/stat). Details: README.md, \"sysmonvm validate\".\n";
+    s += "\nVerdicts: **pass** — within tolerance against an independent reference; **FAIL** — outside it (or no readings); **not comparable** — the reference is missing in this guest, reads the same source as the collector, or is a constant (the TSC rate), so agreement would prove nothing; **info** — shown, not judged (the host's own clocks: a different quantity). Details: README.md, \"sysmonvm validate\".\n";
     s
 }
 
