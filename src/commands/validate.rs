@@ -323,7 +323,9 @@ async fn measure(
             })),
             Err(why) => host_missing = Some(why),
         }
-        let end = now() + offset.0;
+        // The phase is the load's own span: readings after stress-ng's timeout (the reference loop
+        // and the polling run a little longer) belong to no phase.
+        let end = start + d.as_secs_f64();
         if let Some(o) = load?
             && o.status != 0
         {

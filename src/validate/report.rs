@@ -267,7 +267,7 @@ fn error_text(c: &Check) -> String {
         .as_ref()
         .map(|e| {
             format!(
-                "mean {:.2} / p95 {:.2} / max {:.2} {} (tolerance {} {})",
+                "mean {:.2} / p95 {:.2} / max {:.2} {} (tolerance {:.1} {})",
                 e.mean, e.p95, e.max, c.unit, c.tolerance, c.unit
             )
         })
