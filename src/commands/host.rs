@@ -134,14 +134,7 @@ fn monitor_powermetrics(
     json: bool,
     start: u64,
 ) -> Exit {
-    let mut argv = host::powermetrics_argv(interval.as_millis() as u64);
-    if let Some(c) = count {
-        argv.extend(["-n".to_string(), c.to_string()]);
-    }
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } != 0 {
-        argv.splice(0..0, ["sudo".to_string(), "-n".to_string()]);
-    }
+    let argv = host::powermetrics_argv(interval.as_millis() as u64, count, host::is_root());
     let mut child = std::process::Command::new(&argv[0])
         .args(&argv[1..])
         .stdout(std::process::Stdio::piped())
@@ -247,11 +240,7 @@ fn install(endpoint: &str, interval: &str) -> Exit {
              under your service manager (see README, \"Host monitor\")"
         );
     }
-    // SAFETY: geteuid has no preconditions.
-    anyhow::ensure!(
-        unsafe { libc::geteuid() } == 0,
-        "installing a launchd daemon needs root: sudo sysmonvm host install …"
-    );
+    anyhow::ensure!(host::is_root(), "installing a launchd daemon needs root: sudo sysmonvm host install …");
     sysmon_collector::push::metrics_url(endpoint).map_err(anyhow::Error::msg)?;
     let exe = std::env::current_exe()?.display().to_string();
     let plist = host::launchd_plist(&exe, endpoint, interval)?;

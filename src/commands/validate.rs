@@ -206,12 +206,7 @@ struct Measured {
 fn sample_host(d: Duration, iv: Duration) -> Result<Vec<HostPoint>, String> {
     if cfg!(target_os = "macos") {
         let n = (d.as_secs_f64() / iv.as_secs_f64()).floor().max(1.0) as u64;
-        let mut argv = sysmonvm::host::powermetrics_argv(iv.as_millis() as u64);
-        argv.extend(["-n".to_string(), n.to_string()]);
-        // SAFETY: geteuid has no preconditions.
-        if unsafe { libc::geteuid() } != 0 {
-            argv.splice(0..0, ["sudo".to_string(), "-n".to_string()]);
-        }
+        let argv = sysmonvm::host::powermetrics_argv(iv.as_millis() as u64, Some(n), sysmonvm::host::is_root());
         let started = now();
         let out = std::process::Command::new(&argv[0]).args(&argv[1..]).output().map_err(|e| e.to_string())?;
         if !out.status.success() {

@@ -16,11 +16,34 @@ pub fn service_name() -> &'static str {
     if cfg!(target_os = "macos") { "macos-host-monitor" } else { "linux-host-monitor" }
 }
 
-/// `powermetrics` streaming plist samples every `interval_ms` (it needs root).
-pub fn powermetrics_argv(interval_ms: u64) -> Vec<String> {
-    ["powermetrics", "--samplers", "cpu_power", "-i", &interval_ms.max(100).to_string(), "-f", "plist"]
-        .map(String::from)
-        .to_vec()
+/// `powermetrics` streaming plist samples every `interval_ms`, `count` of them (or until stopped).
+/// It needs root: run by anyone else, it goes through `sudo -n` (the sudoers rule in the README).
+pub fn powermetrics_argv(interval_ms: u64, count: Option<u64>, as_root: bool) -> Vec<String> {
+    let mut argv: Vec<String> = if as_root { vec![] } else { vec!["sudo".into(), "-n".into()] };
+    argv.extend(
+        ["powermetrics", "--samplers", "cpu_power", "-i", &interval_ms.max(100).to_string(), "-f", "plist"]
+            .map(String::from),
+    );
+    if let Some(n) = count {
+        argv.extend(["-n".to_string(), n.to_string()]);
+    }
+    argv
+}
+
+/// Whether this process runs as root.
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+fn gauge(
+    otel_name: &'static str,
+    prom_name: &'static str,
+    unit: &'static str,
+    help: &'static str,
+    points: Vec<Point>,
+) -> Family {
+    Family { otel_name, prom_name, unit, help, kind: Kind::Gauge, points }
 }
 
 fn label(key: &'static str, value: &str) -> Label {
@@ -29,14 +52,6 @@ fn label(key: &'static str, value: &str) -> Label {
 
 /// The metric families of one powermetrics sample, for the collector's OTLP and Prometheus encoders.
 pub fn families(s: &powermetrics::Sample) -> Vec<Family> {
-    let fam = |otel_name, prom_name, unit, help, points| Family {
-        otel_name,
-        prom_name,
-        unit,
-        help,
-        kind: Kind::Gauge,
-        points,
-    };
     let mut cf = Vec::new();
     let mut ca = Vec::new();
     let mut f = Vec::new();
@@ -64,29 +79,29 @@ pub fn families(s: &powermetrics::Sample) -> Vec<Family> {
             .filter_map(|(k, v)| Some(Point { labels: vec![label("component", k)], value: v? / 1000.0 }))
             .collect();
     vec![
-        fam(
+        gauge(
             "host.cpu.cluster.frequency",
             "host_cpu_cluster_frequency_hertz",
             "Hz",
             "Cluster frequency while active (powermetrics freq_hz).",
             cf,
         ),
-        fam(
+        gauge(
             "host.cpu.cluster.active_ratio",
             "host_cpu_cluster_active_ratio",
             "1",
             "Share of the sample the cluster was active (1 - idle - down).",
             ca,
         ),
-        fam(
+        gauge(
             "host.cpu.frequency",
             "host_cpu_frequency_hertz",
             "Hz",
             "Per-core frequency while active (powermetrics freq_hz).",
             f,
         ),
-        fam("host.cpu.active_ratio", "host_cpu_active_ratio", "1", "Share of the sample the core was active.", a),
-        fam("host.power", "host_power_watts", "W", "Power by component (powermetrics, mW converted to W).", power),
+        gauge("host.cpu.active_ratio", "host_cpu_active_ratio", "1", "Share of the sample the core was active.", a),
+        gauge("host.power", "host_power_watts", "W", "Power by component (powermetrics, mW converted to W).", power),
     ]
     .into_iter()
     .filter(|f| !f.points.is_empty())
@@ -118,31 +133,23 @@ pub fn vm_stat_used_bytes(page_size: u64, c: &std::collections::BTreeMap<String,
 
 /// Host load and memory families (macOS: from `getloadavg` and `vm_stat` + `hw.memsize`).
 pub fn load_memory_families(load: Option<[f64; 3]>, used: Option<u64>, total: Option<u64>) -> Vec<Family> {
-    let g = |otel_name, prom_name, unit, help, points: Vec<Point>| Family {
-        otel_name,
-        prom_name,
-        unit,
-        help,
-        kind: Kind::Gauge,
-        points,
-    };
     let mut out = Vec::new();
     if let Some([l1, l5, l15]) = load {
-        out.push(g(
+        out.push(gauge(
             "system.cpu.load_average.1m",
             "system_cpu_load_average_1m",
             "{thread}",
             "Host load average, 1 minute.",
             vec![Point { labels: vec![], value: l1 }],
         ));
-        out.push(g(
+        out.push(gauge(
             "system.cpu.load_average.5m",
             "system_cpu_load_average_5m",
             "{thread}",
             "Host load average, 5 minutes.",
             vec![Point { labels: vec![], value: l5 }],
         ));
-        out.push(g(
+        out.push(gauge(
             "system.cpu.load_average.15m",
             "system_cpu_load_average_15m",
             "{thread}",
@@ -151,7 +158,7 @@ pub fn load_memory_families(load: Option<[f64; 3]>, used: Option<u64>, total: Op
         ));
     }
     if let Some(u) = used {
-        out.push(g(
+        out.push(gauge(
             "system.memory.usage",
             "system_memory_usage_bytes",
             "By",
@@ -160,7 +167,7 @@ pub fn load_memory_families(load: Option<[f64; 3]>, used: Option<u64>, total: Op
         ));
     }
     if let Some(t) = total {
-        out.push(g(
+        out.push(gauge(
             "system.memory.limit",
             "system_memory_limit_bytes",
             "By",
@@ -238,7 +245,11 @@ mod tests {
 
     #[test]
     fn argv_and_launchd_daemon() {
-        assert_eq!(powermetrics_argv(1000).join(" "), "powermetrics --samplers cpu_power -i 1000 -f plist");
+        assert_eq!(powermetrics_argv(1000, None, true).join(" "), "powermetrics --samplers cpu_power -i 1000 -f plist");
+        assert_eq!(
+            powermetrics_argv(500, Some(20), false).join(" "),
+            "sudo -n powermetrics --samplers cpu_power -i 500 -f plist -n 20"
+        );
         let p = launchd_plist("/opt/homebrew/bin/sysmonvm", "http://127.0.0.1:4318", "1s").unwrap();
         assert!(p.contains("<string>com.sysmonvm.host-monitor</string>"));
         assert!(p.contains("<string>/var/log/serviceradar/host-monitor.log</string>"));
