@@ -181,13 +181,10 @@ fn build(ws: &Workspace, source: &Path, target: &str, json: bool) -> anyhow::Res
     Ok(staged)
 }
 
+/// Whether the collector answers through the forward, retrying for up to about 10 s.
 async fn healthz(port: u16) -> bool {
-    let url = format!("http://127.0.0.1:{port}/healthz");
-    let client = sysmonvm::image::download::client();
     for _ in 0..20 {
-        if let Ok(r) = client.get(&url).timeout(Duration::from_secs(3)).send().await
-            && r.status().is_success()
-        {
+        if healthz_once(port).await {
             return true;
         }
         tokio::time::sleep(Duration::from_millis(500)).await;

@@ -7,17 +7,14 @@ use super::guest::{install_vm, runtime};
 use super::print_json;
 use crate::{Exit, InstallArgs, ValidateArgs};
 use anyhow::{Context, bail};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 use sysmon_collector::snapshot::Snapshot;
 use sysmonvm::ssh::SshSession;
 use sysmonvm::validate::checks::{self, HostPoint, Inputs, PhaseWindow};
+use sysmonvm::validate::receiver::unix_now as now;
 use sysmonvm::validate::{self, perfstat, receiver, refs, report};
 use sysmonvm::vm;
 use sysmonvm::workspace::Workspace;
-
-fn now() -> f64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
-}
 
 fn rfc3339(t: f64) -> String {
     sysmon_collector::host::rfc3339((t * 1e9) as u64)

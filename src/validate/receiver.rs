@@ -23,7 +23,8 @@ impl Drop for Receiver {
     }
 }
 
-fn now() -> f64 {
+/// Unix seconds now, on this machine's clock.
+pub fn unix_now() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
@@ -76,7 +77,7 @@ async fn serve(stream: tokio::net::TcpStream, store: Arc<Mutex<Vec<Arrival>>>) -
         }
         let mut body = vec![0u8; length];
         r.read_exact(&mut body).await?;
-        let arrived = now();
+        let arrived = unix_now();
         let ok = request_line.starts_with("POST ") && request_line.contains("/v1/metrics");
         let status = match sysmon_collector::export::otlp::summarize(&body) {
             Ok((newest, names)) if ok => {
