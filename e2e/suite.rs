@@ -266,29 +266,56 @@ pub fn run(args: &[String]) -> Result<()> {
         Ok(())
     })?;
 
-    r.step("a container in the guest shows up with rising CPU use", |r| {
+    r.step("a container in the guest shows up; its CPU seconds match the process's own", |r| {
         let script = CONTAINER_SCRIPT.replace('\'', "'\\''");
         let id = r.guest(&format!("sudo sh -c '{script}'"))?.trim().to_string();
         ensure!(id.len() == 64, "podman run printed {id:?}");
-        let deadline = Instant::now() + Duration::from_secs(90);
-        let mut seen = Vec::new();
+        let pid: u32 = r.guest("sudo podman inspect -f '{{.State.Pid}}' sysmonvm-burner")?.trim().parse()?;
+        // The reference: the burner's own utime + stime from /proc/PID/stat in the guest, with the
+        // guest's clock, read before and after a collector sample taken in between. No wall-clock
+        // threshold: a slow guest only takes longer (bounded) to reach 0.2 s of CPU.
+        let reference = |r: &Run| -> Result<(f64, f64)> {
+            let out = r.guest(&format!("date +%s.%N; cat /proc/{pid}/stat; getconf CLK_TCK"))?;
+            let lines: Vec<&str> = out.lines().collect();
+            ensure!(lines.len() == 3, "reference read: {out:?}");
+            let at: f64 = lines[0].trim().parse()?;
+            let f: Vec<&str> = lines[1][lines[1].rfind(')').context("comm")? + 2..].split_whitespace().collect();
+            let ticks: f64 = lines[2].trim().parse()?;
+            Ok((at, (f[11].parse::<f64>()? + f[12].parse::<f64>()?) / ticks))
+        };
+        let deadline = Instant::now() + Duration::from_secs(180);
+        let mut seen: Vec<f64> = Vec::new();
         loop {
-            let snap: Value = serde_json::from_str(&http_get(&format!("http://{forward}/v1/snapshot"))?)?;
-            let c = snap["containers"].as_array().and_then(|a| a.iter().find(|c| c["id"] == id.as_str())).cloned();
-            if let Some(c) = c {
-                seen.push((c["cpu_seconds"].as_f64().unwrap_or(0.0), c["cpu_usage_pct"].as_f64().unwrap_or(0.0)));
-                ensure!(c["runtime"] == "podman", "{c}");
-                if seen.len() >= 3 && seen[seen.len() - 1].0 > seen[0].0 + 1.0 && seen[seen.len() - 1].1 > 50.0 {
-                    eprintln!(
-                        "[e2e] container {}: cpu_seconds {:?}",
-                        &id[..12],
-                        seen.iter().map(|s| s.0).collect::<Vec<_>>()
-                    );
-                    break;
+            ensure!(Instant::now() < deadline, "container {id} not seen with 0.2 s of CPU within 180 s: {seen:?}");
+            let (t1, before) = reference(r)?;
+            // The first collector sample taken after the first reference read.
+            let snap = loop {
+                let snap: Value = serde_json::from_str(&http_get(&format!("http://{forward}/v1/snapshot"))?)?;
+                if snap["timestamp_unix_nano"].as_f64().is_some_and(|t| t / 1e9 > t1) {
+                    break snap;
                 }
+                ensure!(Instant::now() < deadline, "no collector sample after {t1}");
+                std::thread::sleep(Duration::from_millis(300));
+            };
+            let (_, after) = reference(r)?;
+            let c = snap["containers"].as_array().and_then(|a| a.iter().find(|c| c["id"] == id.as_str())).cloned();
+            let Some(c) = c else {
+                std::thread::sleep(Duration::from_secs(1));
+                continue;
+            };
+            ensure!(c["runtime"] == "podman", "{c}");
+            let cpu = c["cpu_seconds"].as_f64().context("cpu_seconds")?;
+            let slack = 0.02 + 0.05 * after;
+            ensure!(
+                cpu >= before - slack && cpu <= after + slack,
+                "collector {cpu:.3} s, the burner's own /proc/PID/stat {before:.3}..{after:.3} s"
+            );
+            seen.push(cpu);
+            if before >= 0.2 && seen.len() >= 2 && seen[seen.len() - 1] > seen[0] {
+                eprintln!("[e2e] container {}: cpu_seconds {seen:?}, reference {before:.3}..{after:.3}", &id[..12]);
+                break;
             }
-            ensure!(Instant::now() < deadline, "container {id} not seen busy within 90 s: {seen:?}");
-            std::thread::sleep(Duration::from_secs(2));
+            std::thread::sleep(Duration::from_secs(1));
         }
         r.guest("sudo podman rm -f sysmonvm-burner >/dev/null")?;
         Ok(())

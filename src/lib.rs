@@ -13,6 +13,7 @@ pub mod qga;
 pub mod qmp;
 pub mod seed;
 pub mod ssh;
+pub mod system_packages;
 pub mod templates;
 pub mod validate;
 pub mod vm;

@@ -8,6 +8,7 @@ use std::time::Duration;
 use sysmonvm::profile::{self, Arch};
 use sysmonvm::qemu::accel::{self, HostFacts, SelfTest};
 use sysmonvm::qemu::{argv, firmware};
+use sysmonvm::system_packages::{self, ForGuest};
 use sysmonvm::workspace::Workspace;
 
 #[derive(Serialize)]
@@ -29,12 +30,39 @@ pub fn parse_qemu_version(text: &str) -> Option<(u32, u32, u32)> {
     Some((it.next()??, it.next()??, it.next().flatten().unwrap_or(0)))
 }
 
+/// What a Linux host needs to run guests of `arch`, from the one list of system packages.
+fn host_packages(arch: Arch) -> Vec<&'static system_packages::SystemPackage> {
+    let guest = match arch {
+        Arch::X86_64 => ForGuest::X86_64,
+        Arch::Aarch64 => ForGuest::Aarch64,
+    };
+    system_packages::selected(&[system_packages::Role::Vm], Some(guest))
+}
+
 fn package_hint(os: &str, arch: Arch) -> String {
-    match (os, arch) {
-        ("macos", _) => "brew install qemu".into(),
-        (_, Arch::Aarch64) => "apt-get install qemu-system-arm qemu-efi-aarch64 qemu-utils".into(),
-        (_, Arch::X86_64) => "apt-get install qemu-system-x86 ovmf qemu-utils".into(),
+    match os {
+        "macos" => "brew install qemu".into(),
+        _ => system_packages::install_hint(&host_packages(arch)),
     }
+}
+
+/// `--fix` on Debian/Ubuntu: installs the missing packages of the list (as root), else says how.
+fn fix_linux(arch: Arch) -> anyhow::Result<()> {
+    let missing = system_packages::missing(&host_packages(arch));
+    let plan = system_packages::install_plan(
+        &system_packages::OsRelease::read(),
+        system_packages::has_backports_source(),
+        &missing,
+    )?;
+    if plan.is_empty() {
+        eprintln!("fix: every system package is installed; the failing checks need another fix (see above)");
+        return Ok(());
+    }
+    if !sysmonvm::host::is_root() {
+        anyhow::bail!("installing packages needs root; run as root:\n  {}", system_packages::plan_as_shell(&plan));
+    }
+    system_packages::run_plan(&plan)?;
+    Ok(())
 }
 
 pub fn run(ws: &Workspace, profile_name: Option<&str>, fix: bool, json: bool) -> Exit {
@@ -137,9 +165,7 @@ pub fn run(ws: &Workspace, profile_name: Option<&str>, fix: bool, json: bool) ->
 
     let ready = checks.iter().all(|c| c.ok);
     if fix && !ready && host.os == "linux" {
-        let pkgs: Vec<&str> = hint.trim_start_matches("apt-get install ").split_whitespace().collect();
-        let status = std::process::Command::new("apt-get").arg("install").arg("-y").args(&pkgs).status();
-        eprintln!("apt-get install {}: {:?}", pkgs.join(" "), status.map(|s| s.code()));
+        fix_linux(p.arch)?;
     } else if fix && !ready && host.os == "macos" {
         let _ = std::process::Command::new("brew").args(["install", "qemu"]).status();
     }

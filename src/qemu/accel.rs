@@ -163,10 +163,7 @@ pub async fn kvm_self_test(guest: Arch, host: &HostFacts, settle: Duration) -> S
             use tokio::io::AsyncReadExt;
             let _ = s.read_to_string(&mut err).await;
         }
-        return SelfTest::Failed(format!(
-            "self-test: QEMU exited at once ({status}): {}",
-            err.lines().last().unwrap_or("").trim()
-        ));
+        return SelfTest::Failed(format!("self-test: QEMU exited at once ({status}): {}", qemu_error_line(&err)));
     }
     let verdict = match crate::qmp::QmpClient::connect(&qmp, Duration::from_secs(5)).await {
         Ok(mut c) => match c.query_status().await {
@@ -180,9 +177,26 @@ pub async fn kvm_self_test(guest: Arch, host: &HostFacts, settle: Duration) -> S
     verdict
 }
 
+/// The line of QEMU's stderr that says why it stopped: its own `error:` line when there is one
+/// (QEMU 10 under kvm_pvm prints "failed to set MSR 0x10a …" and then an assertion), else the last.
+fn qemu_error_line(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let line = lines.iter().find(|l| l.contains("error")).or(lines.last()).copied().unwrap_or("(no output)");
+    crate::vm::printable(line)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_reason_is_qemus_own_error_line() {
+        // Recorded on this machine: QEMU 10.0.2, -cpu host, kvm_pvm.
+        let err = "qemu-system-x86_64: error: failed to set MSR 0x10a to 0xc000069\nqemu-system-x86_64: target/i386/kvm/kvm.c:3849: kvm_buf_set_msrs: Assertion `ret == cpu->kvm_msr_buf->nmsrs' failed.\n";
+        assert_eq!(qemu_error_line(err), "qemu-system-x86_64: error: failed to set MSR 0x10a to 0xc000069");
+        assert_eq!(qemu_error_line("a\nlast\n"), "last");
+        assert_eq!(qemu_error_line(""), "(no output)");
+    }
 
     fn host(os: &str, arch: &str, kvm: bool, hvf: bool) -> HostFacts {
         HostFacts { os: os.into(), arch: arch.into(), kvm_device: kvm, hvf_supported: hvf }

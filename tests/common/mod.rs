@@ -11,15 +11,13 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
-/// Whether an external tool is installed; under CI=true a missing tool fails the test instead.
+/// Whether an external tool (a command, or a file given by its absolute path) is installed; under CI=true a missing tool fails the test instead.
 pub fn have(tool: &str) -> bool {
-    let found = std::process::Command::new("sh")
-        .args(["-c", &format!("command -v {tool}")])
-        .output()
-        .is_ok_and(|o| o.status.success());
+    let found = sysmonvm::system_packages::provided(tool, &std::env::var("PATH").unwrap_or_default());
     if !found {
-        assert!(!in_ci(), "{tool} is required under CI=true (.ci/run installs it)");
-        eprintln!("SKIPPED: {tool} not installed");
+        let why = sysmonvm::system_packages::missing_tool_message(tool);
+        assert!(!in_ci(), "{why}; it is required under CI=true (.ci/run installs it)");
+        eprintln!("SKIPPED: {why}");
     }
     found
 }

@@ -4,6 +4,8 @@
 mod bench_collector;
 mod bench_fetch;
 mod bench_start;
+mod demo;
+mod deps;
 mod dist;
 /// The e2e suite lives in `e2e/` beside its guest-side scripts.
 #[path = "../../e2e/suite.rs"]
@@ -24,6 +26,14 @@ tasks:
   bench-start [--accel tcg|kvm|auto]
       sysmonvm vm start of the test guest against a bare QEMU launch with the same argv polled by
       an ssh loop, both to SSH login + cloud-init done, same run.
+  demo [--arch x86_64|aarch64] [--workspace DIR]
+      the whole job offline with no flags: installs missing system packages (as root), builds and
+      serves the local Debian test guest, brings it up through `sysmonvm up`, shows live collector
+      readings from the guest, runs a short validate, and says where the report is and how to reach
+      and stop the VM. A re-run reuses the image and the VM; Ctrl-C stops what this run started.
+  deps [--check|--install|--list] [--role vm|guest-image|test]…
+      the system packages this project uses (one list: sysmonvm::system_packages); --check names
+      what is missing, --install installs it (root; QEMU from bookworm-backports on Debian 12).
   dist [--formula URL SHA256]
       release artifacts in target/dist/: sysmonvm for this host, sysmon-collector for x86_64 and
       aarch64 musl, completions, the man page, SHA256SUMS; --formula also renders the Homebrew formula.
@@ -43,6 +53,8 @@ fn main() -> Result<()> {
         Some("bench-start") => bench_start::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
         Some("dist") => dist::run(&args[1..]),
+        Some("deps") => deps::run(&args[1..]),
+        Some("demo") => demo::run(&args[1..]),
         Some("-h" | "--help") | None => {
             println!("{USAGE}");
             Ok(())

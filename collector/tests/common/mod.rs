@@ -5,6 +5,22 @@
 use std::path::{Path, PathBuf};
 use sysmon_collector::Roots;
 
+/// The project's one list of system packages (the sysmonvm crate's module, included by path because
+/// this crate cannot depend on that one), so a test can name the package that brings a missing tool.
+#[path = "../../../src/system_packages.rs"]
+pub mod system_packages;
+
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// Says that `tool` is missing and which package brings it: a failure under CI=true, else SKIPPED.
+pub fn tool_missing(tool: &str) {
+    let why = system_packages::missing_tool_message(tool);
+    assert!(!in_ci(), "{why}; it is required under CI=true (.ci/run installs it)");
+    eprintln!("SKIPPED: {why}");
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }

@@ -1,0 +1,221 @@
+//! `cargo xtask demo`: the main job on a fresh machine, offline, with no flags. It installs the
+//! missing system packages (as root; otherwise it prints the exact command and stops), builds (or
+//! reuses) the local Debian test guest, serves it on 127.0.0.1 for as long as it runs, brings it up
+//! through `sysmonvm up` exactly as a user would (fetch + verify, create, boot, bootstrap, collector
+//! install), shows live collector readings from the guest, runs a short `validate`, and says where
+//! the report is and how to reach and stop the VM. The VM keeps running afterwards.
+//!
+//! Re-running reuses the built image and the VM (`up` is idempotent). Ctrl-C stops the image
+//! server (it lives in this process) and the QEMU this run started, if it started one; a re-run
+//! continues from where `up` got to.
+//!
+//! `sysmonvm up` runs as a child process for now; after the operations-layer issue it becomes a
+//! library call.
+
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::Value;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use sysmonvm::system_packages::{self as sp, ForGuest, Role};
+
+pub const VM_NAME: &str = "demo";
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_sigint(_: libc::c_int) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+fn interrupted() -> bool {
+    INTERRUPTED.load(Ordering::SeqCst)
+}
+
+struct Demo {
+    bin: PathBuf,
+    ws: Option<PathBuf>,
+}
+
+impl Demo {
+    fn cmd(&self) -> Command {
+        let mut c = Command::new(&self.bin);
+        if let Some(ws) = &self.ws {
+            c.arg("--workspace").arg(ws);
+        }
+        c
+    }
+
+    /// A sysmonvm command whose progress goes to the terminal.
+    fn visible(&self, args: &[&str]) -> Result<ExitStatus> {
+        Ok(self.cmd().args(args).status()?)
+    }
+
+    fn json(&self, args: &[&str]) -> Result<(bool, Value)> {
+        let o = self.cmd().arg("--json").args(args).stderr(std::process::Stdio::inherit()).output()?;
+        Ok((o.status.success(), serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)))
+    }
+
+    /// How a person types this command (the release binary; `--workspace` only when one was given).
+    fn shown(&self, args: &str) -> String {
+        let ws = self.ws.as_ref().map(|w| format!(" --workspace {}", w.display())).unwrap_or_default();
+        format!("{}{ws} {args}", self.bin.display())
+    }
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut arch = "x86_64".to_string();
+    let mut ws: Option<PathBuf> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--arch" => arch = it.next().context("--arch x86_64|aarch64")?.clone(),
+            "--workspace" => ws = Some(it.next().context("--workspace DIR")?.into()),
+            other => bail!("unknown option {other:?} (demo [--arch x86_64|aarch64] [--workspace DIR])"),
+        }
+    }
+    let guest = match arch.as_str() {
+        "x86_64" => ForGuest::X86_64,
+        "aarch64" => bail!("the aarch64 test guest is not built by this checkout yet; run `cargo xtask demo` (x86_64)"),
+        other => bail!("--arch takes x86_64 or aarch64, not {other:?}"),
+    };
+
+    step("system packages");
+    crate::deps::ensure_installed(&sp::selected(&[Role::Vm, Role::GuestImage], Some(guest)))?;
+    ensure_musl_target(&arch)?;
+
+    let root = crate::workspace_root();
+    step("building sysmonvm (release)");
+    let built = Command::new(env!("CARGO"))
+        .args(["build", "--release", "--quiet", "-p", "sysmonvm"])
+        .current_dir(&root)
+        .status()?;
+    ensure!(built.success(), "cargo build --release -p sysmonvm failed");
+    let demo = Demo { bin: root.join("target/release/sysmonvm"), ws: ws.clone() };
+    let workspace = sysmonvm::workspace::Workspace::resolve(ws.as_deref())?;
+
+    step("the Debian 12 test guest (built from Debian packages, or reused)");
+    let image = crate::guest_image::build(&root.join("target/guest-image"))?;
+    crate::guest_image::serve_in_background(image, &workspace.profiles_dir())?;
+
+    // Ctrl-C from here on: the child sysmonvm gets it too and stops; this process cleans up.
+    // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+    unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
+    let (_, status) = demo.json(&["vm", "status", VM_NAME])?;
+    let was_running = status["state"] == "running";
+
+    step(&format!("sysmonvm up (VM `{VM_NAME}`; tcg can take a few minutes to boot)"));
+    let up = demo.visible(&["up", "--profile", crate::guest_image::PROFILE_NAME, "--name", VM_NAME])?;
+    if interrupted() || !up.success() {
+        return stop_what_this_run_started(&demo, was_running, up);
+    }
+
+    let (ok, status) = demo.json(&["collector", "status", VM_NAME])?;
+    let forward = status["forward"].as_str().map(str::to_string);
+    ensure!(ok && forward.is_some(), "the collector does not answer through a forward: {status}");
+    let forward = forward.unwrap_or_default();
+
+    step(&format!("live readings from the guest's collector (http://{forward}/v1/snapshot)"));
+    for _ in 0..3 {
+        if interrupted() {
+            return stop_what_this_run_started(&demo, was_running, up);
+        }
+        let snap: Value = serde_json::from_str(&http_get(&forward, "/v1/snapshot")?).context("snapshot JSON")?;
+        print_readings(&snap);
+        std::thread::sleep(Duration::from_secs(2));
+    }
+
+    let report = workspace.vm(VM_NAME)?.dir.join("validate-demo");
+    step("a short validate (5 s per phase)");
+    let report_s = report.display().to_string();
+    let validated = demo.visible(&["validate", VM_NAME, "--duration-per-phase", "5s", "--report", &report_s])?;
+    if interrupted() {
+        return stop_what_this_run_started(&demo, was_running, up);
+    }
+
+    step("done");
+    println!("report:      {}", report.join("report.html").display());
+    println!("             {} (and report.md, report.json)", report.display());
+    println!("metrics:     curl http://{forward}/metrics");
+    println!("shell:       {}", demo.shown(&format!("vm ssh {VM_NAME}")));
+    println!("status:      {}", demo.shown(&format!("vm status {VM_NAME}")));
+    println!("stop:        {}", demo.shown(&format!("down {VM_NAME}")));
+    println!("remove:      {}", demo.shown(&format!("vm destroy {VM_NAME} --yes")));
+    println!("The VM keeps running; `cargo xtask demo` again reuses it.");
+    ensure!(
+        validated.success(),
+        "validate reported failures ({validated}); see {}",
+        report.join("report.md").display()
+    );
+    Ok(())
+}
+
+fn step(what: &str) {
+    eprintln!("\n==> {what}");
+}
+
+/// `up` cross-builds the collector from this checkout, which needs the guest's musl target.
+fn ensure_musl_target(arch: &str) -> Result<()> {
+    let target = format!("{arch}-unknown-linux-musl");
+    let installed = Command::new("rustup").args(["target", "list", "--installed"]).output();
+    match installed {
+        Ok(o) if String::from_utf8_lossy(&o.stdout).lines().any(|l| l.trim() == target) => Ok(()),
+        Ok(_) => {
+            eprintln!("deps: rustup target add {target}");
+            ensure!(
+                Command::new("rustup").args(["target", "add", &target]).status()?.success(),
+                "rustup target add {target} failed"
+            );
+            Ok(())
+        }
+        // No rustup: cargo may still have the target (a distribution toolchain); the build says if not.
+        Err(_) => Ok(()),
+    }
+}
+
+/// Ctrl-C (or a failed `up`): stop the QEMU this run started; the image server ends with us.
+fn stop_what_this_run_started(demo: &Demo, was_running: bool, up: ExitStatus) -> Result<()> {
+    let (_, status) = demo.json(&["vm", "status", VM_NAME]).unwrap_or((false, Value::Null));
+    if !was_running && status["state"] == "running" {
+        eprintln!("stopping the VM this run started ({VM_NAME}); `cargo xtask demo` again continues");
+        let _ = demo.cmd().args(["vm", "stop", VM_NAME, "--force"]).status();
+    }
+    if interrupted() {
+        bail!("interrupted; the image server stopped with this process");
+    }
+    bail!("sysmonvm up failed ({up}); its message is above. `cargo xtask demo` again continues from there")
+}
+
+/// A plain HTTP/1.1 GET to the collector's 127.0.0.1 forward, with a deadline and a size cap.
+fn http_get(addr: &str, path: &str) -> Result<String> {
+    const CAP: u64 = 16 << 20;
+    let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut raw = Vec::new();
+    s.take(CAP).read_to_end(&mut raw)?;
+    let text = String::from_utf8_lossy(&raw);
+    let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header")?;
+    ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {}", head.lines().next().unwrap_or(""));
+    Ok(body.to_string())
+}
+
+fn print_readings(snap: &Value) {
+    let clean = |v: &Value| sysmonvm::vm::printable(v.as_str().unwrap_or("")).replace('\n', " ");
+    println!("{}  ({} CPUs)", clean(&snap["timestamp"]), snap["cpus"].as_array().map_or(0, Vec::len));
+    for c in snap["cpus"].as_array().into_iter().flatten() {
+        let freq = c["frequency_hz"].as_f64().map_or("no value".to_string(), |hz| format!("{:.0} MHz", hz / 1e6));
+        let usage = c["usage"]["usage_pct"].as_f64().map_or("-".to_string(), |u| format!("{u:.1} %"));
+        println!(
+            "  {:<6} usage {:>7}  frequency {:>10}  source {:<14} {}",
+            clean(&c["cpu"]),
+            usage,
+            freq,
+            clean(&c["frequency_source"]),
+            clean(&c["frequency_note"])
+        );
+    }
+}
