@@ -458,8 +458,17 @@ pub fn throttle(i: &Inputs) -> Vec<Check> {
     };
     c.samples = seen.len();
     c.verdict = if limit_ok && rising && drop_ok { Verdict::Pass } else { Verdict::Fail };
+    let too_few = if seen.len() < 2 {
+        format!(
+            "; only {} collector sample(s) after the {:.0} s warm-up: a longer --duration-per-phase is needed to see periods rise",
+            seen.len(),
+            i.warmup
+        )
+    } else {
+        String::new()
+    };
     c.reason = Some(format!(
-        "limit {} cores, throttled periods {} → {}{}",
+        "limit {} cores, throttled periods {} → {}{}{too_few}",
         limit.map(|l| format!("{l:.2}")).unwrap_or_else(|| "not reported".into()),
         periods.0.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),
         periods.1.map(|p| p.to_string()).unwrap_or_else(|| "-".into()),

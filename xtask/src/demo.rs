@@ -53,9 +53,18 @@ impl Demo {
         Ok(self.cmd().args(args).status()?)
     }
 
+    /// A sysmonvm command's `--json` report; its messages go to the terminal.
     fn json(&self, args: &[&str]) -> Result<(bool, Value)> {
         let o = self.cmd().arg("--json").args(args).stderr(std::process::Stdio::inherit()).output()?;
         Ok((o.status.success(), serde_json::from_slice(&o.stdout).unwrap_or(Value::Null)))
+    }
+
+    /// The VM's state ("running", "stopped", …), or None when it does not exist yet.
+    fn vm_state(&self) -> Option<String> {
+        let o =
+            self.cmd().args(["--json", "vm", "status", VM_NAME]).stderr(std::process::Stdio::null()).output().ok()?;
+        let v: Value = serde_json::from_slice(&o.stdout).ok()?;
+        v["state"].as_str().map(str::to_string)
     }
 
     /// How a person types this command (the release binary; `--workspace` only when one was given).
@@ -103,8 +112,7 @@ pub fn run(args: &[String]) -> Result<()> {
     // Ctrl-C from here on: the child sysmonvm gets it too and stops; this process cleans up.
     // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
     unsafe { libc::signal(libc::SIGINT, on_sigint as *const () as libc::sighandler_t) };
-    let (_, status) = demo.json(&["vm", "status", VM_NAME])?;
-    let was_running = status["state"] == "running";
+    let was_running = demo.vm_state().as_deref() == Some("running");
 
     step(&format!("sysmonvm up (VM `{VM_NAME}`; tcg can take a few minutes to boot)"));
     let up = demo.visible(&["up", "--profile", crate::guest_image::PROFILE_NAME, "--name", VM_NAME])?;
@@ -128,9 +136,9 @@ pub fn run(args: &[String]) -> Result<()> {
     }
 
     let report = workspace.vm(VM_NAME)?.dir.join("validate-demo");
-    step("a short validate (5 s per phase)");
+    step("a short validate (10 s per phase)");
     let report_s = report.display().to_string();
-    let validated = demo.visible(&["validate", VM_NAME, "--duration-per-phase", "5s", "--report", &report_s])?;
+    let validated = demo.visible(&["validate", VM_NAME, "--duration-per-phase", "10s", "--report", &report_s])?;
     if interrupted() {
         return stop_what_this_run_started(&demo, was_running, up);
     }
@@ -177,8 +185,7 @@ fn ensure_musl_target(arch: &str) -> Result<()> {
 
 /// Ctrl-C (or a failed `up`): stop the QEMU this run started; the image server ends with us.
 fn stop_what_this_run_started(demo: &Demo, was_running: bool, up: ExitStatus) -> Result<()> {
-    let (_, status) = demo.json(&["vm", "status", VM_NAME]).unwrap_or((false, Value::Null));
-    if !was_running && status["state"] == "running" {
+    if !was_running && demo.vm_state().as_deref() == Some("running") {
         eprintln!("stopping the VM this run started ({VM_NAME}); `cargo xtask demo` again continues");
         let _ = demo.cmd().args(["vm", "stop", VM_NAME, "--force"]).status();
     }
