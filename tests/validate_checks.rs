@@ -355,3 +355,63 @@ fn host_clocks_are_context_never_judged() {
     let none = checks::host(&inputs(&r, &p, &[]));
     assert!(none[0].reason.as_ref().unwrap().contains("not sampled in this test"));
 }
+
+/// The arm64 TCG guest (../shared/notes/guest-image-arm64-probe.md): no cpufreq, no `cpu MHz`,
+/// and a PMU whose cycles count 1.0e9 per CPU per wall second whether the CPU idles or works.
+/// The collector reports `perf-synthetic` with no value; perf stat's cycles ÷ busy time would say
+/// 1 GHz ÷ busy share, so validate must judge its own reference by the same rule.
+#[test]
+fn an_emulated_constant_rate_counter_is_no_reference_and_every_check_says_why() {
+    let b = base();
+    let (mut snaps, mut refs, mut perf) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut busy0, mut busy1) = (0u64, 0u64);
+    for k in 0..=30u64 {
+        let t = T0 + k as f64;
+        // cpu0 idles (1 %) for the first 15 s, then works (98 %); cpu1 the other way round.
+        let (d0, d1) = if k == 0 {
+            (0, 0)
+        } else if k <= 15 {
+            (1, 98)
+        } else {
+            (98, 1)
+        };
+        busy0 += d0;
+        busy1 += d1;
+        let mut s = b.clone();
+        s.timestamp_unix_nano = (t * 1e9) as u64;
+        for c in &mut s.cpus {
+            c.frequency_source = FrequencySource::PerfSynthetic;
+            c.frequency_detail = Some("cycles/wall".into());
+            c.frequency_hz = None;
+            c.counter_rate_hz = Some(1.0e9);
+        }
+        snaps.push(s);
+        refs.push(RefSample {
+            time: t + 0.2,
+            stat: Some(ProcStat {
+                total: Some(times(busy0 + busy1, 200 * k - busy0 - busy1)),
+                cpus: vec![(0, times(busy0, 100 * k - busy0)), (1, times(busy1, 100 * k - busy1))],
+                bad_lines: 0,
+            }),
+            cpuinfo_hz: vec![],
+            sysfs_hz: vec![],
+        });
+        if k > 0 {
+            for cpu in 0..2 {
+                perf.push(PerfInterval { t: t + 0.2, cpu, cycles: 1_000_000_000 });
+            }
+        }
+    }
+    let r = Recorded { snaps, refs, perf };
+    let p = vec![PhaseWindow { kind: PhaseKind::All, start: T0, end: T0 + 30.0 }];
+    let c = checks::frequency(&inputs(&r, &p, &[]));
+    assert!(!c.is_empty());
+    for check in &c {
+        assert_eq!(check.verdict, Verdict::NotComparable, "{check:?}");
+        let why = check.reason.as_deref().unwrap();
+        assert!(why.contains("perf-synthetic") && why.contains("1.000 GHz per wall second"), "{why}");
+    }
+    let pf = find(&c, "frequency", "cpu0", "perf");
+    let why = pf[0].reason.as_deref().unwrap();
+    assert!(why.contains("emulated constant-rate counter, not a clock") && why.contains("2 of 2 CPUs"), "{why}");
+}

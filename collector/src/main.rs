@@ -121,7 +121,7 @@ fn render_text(s: &sysmon_collector::Snapshot) -> String {
         let u = c.usage.map_or("   -".into(), |u| format!("{:>5.1}%", u.usage_pct));
         let _ = writeln!(
             o,
-            "  {:<6} {f}  {:<14} busy {u}  {}",
+            "  {:<6} {f}  {:<15} busy {u}  {}",
             c.cpu,
             c.frequency_source.as_str(),
             c.frequency_note.as_deref().unwrap_or("")

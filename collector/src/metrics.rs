@@ -96,7 +96,7 @@ pub fn families(snap: &Snapshot) -> Vec<Family> {
     let mut b = Builder(Vec::new());
 
     let p = b.family("system.cpu.frequency", "system_cpu_frequency_hertz", "Hz", Kind::Gauge,
-        "Current frequency of the logical CPU, from the source named in `source` (cpufreq, perf, perf-synthetic, cpuinfo).");
+        "Current frequency of the logical CPU, from the source named in `source` (cpufreq, perf, cpuinfo). A CPU whose only counter is constant-rate (perf-synthetic) or not yet verified (perf-unverified) has no sample here.");
     for c in &snap.cpus {
         if let Some(hz) = c.frequency_hz {
             let mut l = cpu_labels(&c.cpu, c.logical_number);
@@ -123,6 +123,18 @@ pub fn families(snap: &Snapshot) -> Vec<Family> {
             value: LabelValue::Str(c.frequency_source.as_str().into()),
         });
         p.push(Point { labels: l, value: 1.0 });
+    }
+    let p = b.family(
+        "sysmon.cpu.cycles.rate",
+        "sysmon_cpu_cycles_rate_hertz",
+        "Hz",
+        Kind::Gauge,
+        "Cycles per wall-clock second counted by the CPU's cycle counter over the last interval: a counter rate, not a frequency (an emulated constant-rate counter reads the same idle and busy). The CPU's frequency, when there is one, is system.cpu.frequency.",
+    );
+    for c in &snap.cpus {
+        if let Some(rate) = c.counter_rate_hz {
+            p.push(Point { labels: cpu_labels(&c.cpu, c.logical_number), value: rate });
+        }
     }
     let p = b.family(
         "system.cpu.frequency.min",

@@ -1,6 +1,8 @@
-//! Recognises the virtual platform, because it decides what a cycle counter means. QEMU's arm
-//! PMU (under TCG and HVF alike) counts at a hard-coded 1 GHz of virtual time, so cycles ÷ busy
-//! time there is a synthetic number, not the M-series clock (see notes in collector/README.md).
+//! Recognises the virtual platform from vendor strings (DMI, device tree, /proc/cpuinfo). These
+//! strings are **evidence only**: they name the machine (`host.virtualization`) and go into the
+//! frequency notes, but they never decide what a cycle counter means. A kvm guest with QEMU DMI
+//! can have a real vPMU, and a blank-DMI guest can have QEMU's emulated one. Whether a counter is
+//! a clock is decided by measurement ([`crate::frequency::CounterEvidence`]; collector/README.md).
 
 use crate::parse::cpuinfo::CpuInfo;
 use crate::roots::Roots;
@@ -9,9 +11,8 @@ use crate::roots::Roots;
 pub struct Platform {
     /// `apple-hvf`, `qemu`, `hypervisor` or None on bare metal (as far as we can tell).
     pub virtualization: Option<String>,
-    /// Whether a cycle counter here is emulated at a fixed virtual clock.
-    pub synthetic_cycles: bool,
-    /// What gave it away, for the frequency note.
+    /// Every vendor string that pointed at a virtual platform, for the frequency notes
+    /// (`DMI names QEMU`, `device tree names QEMU virt (linux,dummy-virt)`, …); None when none did.
     pub evidence: Option<String>,
 }
 
@@ -20,32 +21,44 @@ fn is_hvf_vcpu(cpuinfo: &CpuInfo) -> bool {
     cpuinfo.cpus.iter().any(|c| c.implementer == Some(0x61) && c.part == Some(0))
 }
 
-/// Pure decision from what was read: DMI vendor/product, device-tree compatible/model, cpuinfo.
+/// Pure classification from what was read: DMI vendor/product, device-tree compatible/model, cpuinfo.
 pub fn classify(dmi: &str, device_tree: &str, cpuinfo: &CpuInfo) -> Platform {
+    let hvf = is_hvf_vcpu(cpuinfo);
     let dmi_qemu = dmi.contains("QEMU");
-    let dt_qemu = device_tree.contains("linux,dummy-virt") || device_tree.contains("QEMU");
-    if is_hvf_vcpu(cpuinfo) {
-        return Platform {
-            virtualization: Some("apple-hvf".into()),
-            synthetic_cycles: true,
-            evidence: Some("CPU implementer 0x61 part 0x000 (Apple HVF virtual CPU)".into()),
-        };
+    let dt_dummy_virt = device_tree.contains("linux,dummy-virt");
+    let dt_qemu = dt_dummy_virt || device_tree.contains("QEMU");
+    let hypervisor_flag = cpuinfo.cpus.iter().any(|c| c.hypervisor_flag);
+
+    let mut evidence = Vec::new();
+    if hvf {
+        evidence.push("CPU implementer 0x61 part 0x000 (Apple HVF virtual CPU)".to_string());
     }
-    if dmi_qemu || dt_qemu {
-        return Platform {
-            virtualization: Some("qemu".into()),
-            synthetic_cycles: true,
-            evidence: Some(if dmi_qemu { "DMI names QEMU".into() } else { "device tree names QEMU virt".into() }),
-        };
+    if dmi_qemu {
+        evidence.push("DMI names QEMU".to_string());
     }
-    if cpuinfo.cpus.iter().any(|c| c.hypervisor_flag) {
-        return Platform {
-            virtualization: Some("hypervisor".into()),
-            synthetic_cycles: false,
-            evidence: Some("cpuinfo has the hypervisor flag".into()),
-        };
+    if dt_qemu {
+        evidence.push(if dt_dummy_virt {
+            "device tree names QEMU virt (linux,dummy-virt)".to_string()
+        } else {
+            "device tree names QEMU".to_string()
+        });
     }
-    Platform::default()
+    if hypervisor_flag {
+        evidence.push("cpuinfo has the hypervisor flag".to_string());
+    }
+    let virtualization = if hvf {
+        Some("apple-hvf")
+    } else if dmi_qemu || dt_qemu {
+        Some("qemu")
+    } else if hypervisor_flag {
+        Some("hypervisor")
+    } else {
+        None
+    };
+    Platform {
+        virtualization: virtualization.map(String::from),
+        evidence: (!evidence.is_empty()).then(|| evidence.join(", ")),
+    }
 }
 
 pub fn detect(roots: &Roots, cpuinfo: &CpuInfo) -> Platform {
@@ -63,35 +76,42 @@ mod tests {
     use crate::parse::cpuinfo;
 
     #[test]
-    fn hvf_guest_is_synthetic() {
+    fn hvf_guest_is_named_with_its_evidence() {
         let c = cpuinfo::parse(include_str!(
             "../tests/fixtures/proc-cpuinfo/aarch64-apple-m3-max-vm-guest.cpuinfo.excerpt"
         ));
         let p = classify("", "", &c);
         assert_eq!(p.virtualization.as_deref(), Some("apple-hvf"));
-        assert!(p.synthetic_cycles);
+        assert!(p.evidence.unwrap().contains("0x61"));
     }
 
     #[test]
-    fn qemu_dmi_and_device_tree() {
+    fn qemu_dmi_and_device_tree_are_evidence_not_a_verdict() {
         let none = CpuInfo::default();
-        assert!(classify("QEMU Standard PC (Q35 + ICH9, 2009)", "", &none).synthetic_cycles);
-        assert!(classify("", "linux,dummy-virt", &none).synthetic_cycles);
+        let dmi = classify("QEMU Standard PC (Q35 + ICH9, 2009)", "", &none);
+        assert_eq!(dmi.virtualization.as_deref(), Some("qemu"));
+        assert_eq!(dmi.evidence.as_deref(), Some("DMI names QEMU"));
+        let dt = classify("", "linux,dummy-virt", &none);
+        assert_eq!(dt.virtualization.as_deref(), Some("qemu"));
+        assert!(dt.evidence.unwrap().contains("linux,dummy-virt"));
+        let both = classify("QEMU QEMU Virtual Machine", "linux,dummy-virt", &none);
+        let e = both.evidence.unwrap();
+        assert!(e.contains("DMI names QEMU") && e.contains("linux,dummy-virt"), "{e}");
         assert_eq!(classify("Dell Inc. PowerEdge", "", &none), Platform::default());
     }
 
     #[test]
-    fn x86_hypervisor_flag_alone_is_not_synthetic() {
+    fn x86_hypervisor_flag() {
         let c = cpuinfo::parse(include_str!("../tests/fixtures/firecracker-x86_64-host/proc/cpuinfo"));
         let p = classify("", "", &c);
         assert_eq!(p.virtualization.as_deref(), Some("hypervisor"));
-        assert!(!p.synthetic_cycles);
+        assert_eq!(p.evidence.as_deref(), Some("cpuinfo has the hypervisor flag"));
     }
 
     #[test]
     fn bare_metal_graviton_is_not_virtual() {
         let c =
             cpuinfo::parse(include_str!("../tests/fixtures/proc-cpuinfo/aarch64-aws-graviton2-m6g.4xlarge.cpuinfo"));
-        assert_eq!(classify("", "", &c).virtualization, None);
+        assert_eq!(classify("", "", &c), Platform::default());
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::containers::{self, CgroupLayout};
 use crate::files::{KernelFiles, read_optional};
-use crate::frequency::{self, CpufreqCache, FrequencyInputs, PerfInput};
+use crate::frequency::{self, CounterEvidence, CpufreqCache, FrequencyInputs, PerfInput};
 use crate::parse::{self, cpuinfo::CpuInfo, diskstats, stat::CpuTimes};
 use crate::perf::{CounterValue, CycleCounters};
 use crate::platform::{self, Platform};
@@ -54,6 +54,9 @@ pub struct Sampler {
     cpufreq: CpufreqCache,
     cgroups: CgroupLayout,
     counters: Option<CycleCounters>,
+    /// Per CPU, what the cycle counter's intervals so far say it is (a clock or a constant-rate
+    /// counter); kept across samples, fed one interval per sample.
+    counter_evidence: HashMap<u32, CounterEvidence>,
     containers: Vec<containers::Found>,
     host: Option<host::HostFacts>,
     /// Warnings from the last host-facts read, repeated in every sample until the next read.
@@ -122,6 +125,7 @@ impl Sampler {
             cpufreq: CpufreqCache::default(),
             cgroups,
             counters,
+            counter_evidence: HashMap::new(),
             containers: Vec::new(),
             host: None,
             host_warnings: Vec::new(),
@@ -199,6 +203,8 @@ impl Sampler {
                 (None, Some(now), Some(then), Some(d)) if d.total() > 0 => match now.cycles_since(then) {
                     Some(c) => PerfInput::Reading {
                         cycles: c,
+                        // The sample's own interval; the CPU's /proc/stat ticks only if it has none.
+                        wall_seconds: secs.unwrap_or(d.total() as f64 / self.clock_ticks),
                         busy_seconds: d.busy() as f64 / self.clock_ticks,
                         busy_fraction: d.busy() as f64 / d.total() as f64,
                     },
@@ -218,9 +224,12 @@ impl Sampler {
             } else {
                 None
             };
+            let evidence = self.counter_evidence.entry(n).or_default();
+            evidence.observe_input(&perf);
             let choice = frequency::choose(&FrequencyInputs {
                 cpufreq: cf.as_ref(),
                 perf,
+                counter: evidence,
                 cpuinfo_mhz: mhz,
                 platform: &self.platform,
             });
@@ -231,6 +240,7 @@ impl Sampler {
                 frequency_source: choice.source,
                 frequency_detail: choice.detail,
                 frequency_note: choice.note,
+                counter_rate_hz: choice.counter_rate_hz,
                 frequency_min_hz: cf.as_ref().and_then(|c| c.min_khz).map(|k| k as f64 * 1000.0),
                 frequency_max_hz: cf.as_ref().and_then(|c| c.max_khz).map(|k| k as f64 * 1000.0),
                 governor: cf.as_ref().and_then(|c| c.governor.clone()),

@@ -46,11 +46,17 @@ pub struct HostInfo {
 pub enum FrequencySource {
     /// cpufreq sysfs: `cpuinfo_avg_freq`, `scaling_cur_freq` or `cpuinfo_cur_freq`.
     Cpufreq,
-    /// Hardware cycle counter divided by the CPU's busy time over the interval.
+    /// Hardware cycle counter divided by the CPU's busy time over the interval, only for a counter
+    /// the collector has seen slow down while its CPU idled (a clock).
     Perf,
-    /// A cycle counter that a hypervisor emulates at a fixed virtual clock (QEMU's arm PMU, HVF):
-    /// reported, but not a hardware frequency.
+    /// A constant-rate cycle counter: it kept its rate per wall second idle and busy, so it counts
+    /// a fixed virtual clock (QEMU's emulated arm PMU under TCG and HVF), not the CPU's frequency.
+    /// No frequency value; the counter's rate is in `counter_rate_hz`.
     PerfSynthetic,
+    /// A cycle counter the collector has not yet seen both idle and busy (e.g. a CPU busy since
+    /// start): still checking whether it is a clock, so no frequency value yet; the note says what
+    /// is missing and `counter_rate_hz` carries the counter's rate.
+    PerfUnverified,
     /// `cpu MHz` in /proc/cpuinfo (x86 only; in a VM, the constant TSC rate).
     Cpuinfo,
     None,
@@ -62,6 +68,7 @@ impl FrequencySource {
             FrequencySource::Cpufreq => "cpufreq",
             FrequencySource::Perf => "perf",
             FrequencySource::PerfSynthetic => "perf-synthetic",
+            FrequencySource::PerfUnverified => "perf-unverified",
             FrequencySource::Cpuinfo => "cpuinfo",
             FrequencySource::None => "none",
         }
@@ -79,6 +86,11 @@ pub struct CpuReading {
     pub frequency_detail: Option<String>,
     /// Why the value is null, or why it should not be read as a hardware clock.
     pub frequency_note: Option<String>,
+    /// The CPU's cycle counter over the interval in cycles per wall-clock second: a counter rate,
+    /// not a frequency (QEMU's emulated counter reads 1e9 here idle and busy alike). Null without
+    /// a counter reading; present whatever `frequency_source` is. Absent in older documents.
+    #[serde(default)]
+    pub counter_rate_hz: Option<f64>,
     /// When the frequency reading was made (RFC 3339); equals the snapshot timestamp.
     pub frequency_min_hz: Option<f64>,
     pub frequency_max_hz: Option<f64>,

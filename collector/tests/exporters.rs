@@ -113,6 +113,68 @@ fn snapshot_json_has_the_documented_top_level_fields() {
     let _: sysmon_collector::Snapshot = serde_json::from_value(v).unwrap();
 }
 
+/// A CPU whose counter is constant-rate (perf-synthetic) or not yet verified (perf-unverified)
+/// has no frequency anywhere: null in JSON, no Prometheus sample, no OTLP data point; its counter
+/// rate is its own metric. The readings are set by hand on a fixture snapshot (this machine has
+/// no PMU; the decision itself is unit-tested in src/frequency.rs from recorded readings).
+#[test]
+fn a_counter_that_is_not_a_clock_publishes_a_counter_rate_and_no_frequency() {
+    use sysmon_collector::{FrequencySource, Sampler, SamplerOptions, export, metrics};
+    let t = guest_tree();
+    let mut snap = Sampler::new(t.roots(), SamplerOptions { perf: false, cgroups: vec![] }).sample();
+    assert_eq!(snap.cpus.len(), 2);
+    for (c, source) in snap.cpus.iter_mut().zip([FrequencySource::PerfSynthetic, FrequencySource::PerfUnverified]) {
+        c.frequency_hz = None;
+        c.frequency_source = source;
+        c.frequency_detail = Some("cycles/wall".into());
+        c.frequency_note = Some("constant-rate cycle counter: ...".into());
+        c.counter_rate_hz = Some(1.0e9);
+    }
+
+    let json = serde_json::to_value(&snap).unwrap();
+    assert_eq!(json["cpus"][0]["frequency_hz"], serde_json::Value::Null);
+    assert_eq!(json["cpus"][0]["frequency_source"], "perf-synthetic");
+    assert_eq!(json["cpus"][0]["counter_rate_hz"], 1.0e9);
+    assert_eq!(json["cpus"][1]["frequency_source"], "perf-unverified");
+    let back: sysmon_collector::Snapshot = serde_json::from_value(json.clone()).unwrap();
+    assert_eq!(back, snap);
+    // A document from before counter_rate_hz existed still reads.
+    let mut old = json;
+    for c in old["cpus"].as_array_mut().unwrap() {
+        c.as_object_mut().unwrap().remove("counter_rate_hz");
+    }
+    let old: sysmon_collector::Snapshot = serde_json::from_value(old).unwrap();
+    assert_eq!(old.cpus[0].counter_rate_hz, None);
+
+    let families = metrics::families(&snap);
+    let text = export::prometheus::render(&families);
+    assert!(!text.contains("system_cpu_frequency_hertz{"), "{text}");
+    assert!(text.contains("sysmon_cpu_cycles_rate_hertz{cpu=\"cpu0\"} 1000000000\n"), "{text}");
+    assert!(text.contains("sysmon_cpu_cycles_rate_hertz{cpu=\"cpu1\"} 1000000000\n"), "{text}");
+    assert!(text.contains("# HELP sysmon_cpu_cycles_rate_hertz Cycles per wall-clock second"), "{text}");
+    assert!(text.contains("a counter rate, not a frequency"), "{text}");
+    assert!(text.contains("sysmon_cpu_frequency_source_info{cpu=\"cpu0\",source=\"perf-synthetic\"} 1\n"), "{text}");
+    assert!(text.contains("sysmon_cpu_frequency_source_info{cpu=\"cpu1\",source=\"perf-unverified\"} 1\n"), "{text}");
+    promtool_check(&text);
+
+    let id = export::otlp::ResourceIdentity { service_name: "s".into(), host_id: None, vm_id: None, host_name: None };
+    let req = export::otlp::request(&families, &id, snap.timestamp_unix_nano, 0);
+    let metrics = &req.resource_metrics[0].scope_metrics[0].metrics;
+    assert!(metrics.iter().all(|m| m.name != "system.cpu.frequency"), "no frequency data point at all");
+    let rate = metrics.iter().find(|m| m.name == "sysmon.cpu.cycles.rate").expect("counter rate metric");
+    assert_eq!(rate.unit, "Hz");
+    let Some(Data::Gauge(g)) = &rate.data else { panic!("gauge expected") };
+    assert_eq!(g.data_points.len(), 2);
+    assert!(g.data_points.iter().all(|p| p.value == Some(Value::AsDouble(1.0e9))));
+
+    // One CPU with a real frequency beside them: only that CPU has a frequency sample.
+    snap.cpus[1].frequency_source = FrequencySource::Cpuinfo;
+    snap.cpus[1].frequency_hz = Some(2_596_145_000.0);
+    let text = export::prometheus::render(&metrics::families(&snap));
+    assert!(!text.contains("system_cpu_frequency_hertz{cpu=\"cpu0\""), "{text}");
+    assert!(text.contains("system_cpu_frequency_hertz{cpu=\"cpu1\",source=\"cpuinfo\"} 2596145000\n"), "{text}");
+}
+
 struct Serve(Child, String);
 
 impl Drop for Serve {

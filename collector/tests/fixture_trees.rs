@@ -187,6 +187,26 @@ fn apple_hvf_guest_has_no_source_and_says_why() {
     }
 }
 
+/// The arm64 TCG guest of shared/notes/guest-image-arm64-probe.md: no cpufreq, no `cpu MHz`,
+/// `BogoMIPS : 2000.00` (the 1 GHz generic timer) and DMI naming QEMU. Neither BogoMIPS nor the
+/// DMI strings are a frequency; without a counter the answer is `none`.
+#[test]
+fn arm64_tcg_guest_bogomips_and_dmi_are_never_a_frequency() {
+    let t = Tree::new();
+    let block = "processor\t: {n}\nBogoMIPS\t: 2000.00\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32\n\
+                 CPU implementer\t: 0x00\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0x051\nCPU revision\t: 0\n";
+    t.write("proc/cpuinfo", &format!("{}\n{}", block.replace("{n}", "0"), block.replace("{n}", "1")));
+    t.write("sys/class/dmi/id/sys_vendor", "QEMU\n");
+    t.write("sys/class/dmi/id/product_name", "QEMU Virtual Machine\n");
+    t.synthetic_stat(2, 1, 10, 10);
+    let snap = Sampler::new(t.roots(), no_perf()).sample();
+    assert_eq!(snap.host.virtualization.as_deref(), Some("qemu"));
+    for c in &snap.cpus {
+        assert_eq!((c.frequency_hz, c.frequency_source, c.counter_rate_hz), (None, FrequencySource::None, None));
+        assert!(c.frequency_note.as_deref().unwrap().contains("cpu MHz"));
+    }
+}
+
 #[test]
 fn cgroup_v1_docker_container_from_the_elastic_capture() {
     let t = Tree::new();

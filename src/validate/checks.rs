@@ -7,6 +7,7 @@
 use super::perfstat::PerfInterval;
 use super::refs::RefSample;
 use serde::{Deserialize, Serialize};
+use sysmon_collector::frequency::{CounterEvidence, CounterInterval, CounterVerdict};
 use sysmon_collector::snapshot::{FrequencySource, Snapshot};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -216,8 +217,12 @@ fn references(i: &Inputs) -> Vec<Reference> {
         })
     };
     out.push(("/proc/cpuinfo cpu MHz".into(), r, why));
-    // perf: cycles ÷ busy time, busy time from the reference /proc/stat around the interval.
+    // perf: cycles ÷ busy time, busy time from the reference /proc/stat around the interval. The
+    // reference counter is judged by the collector's own rule (shared/notes/clarifications.md):
+    // a counter that keeps its rate per wall second idle and busy is no clock, so cycles ÷ busy
+    // time would be a made-up number (QEMU's emulated PMU under TCG and HVF: 1 GHz whatever the load).
     let mut r = Vec::new();
+    let mut evidence: std::collections::BTreeMap<u32, CounterEvidence> = Default::default();
     for p in i.perf {
         let before = i.refs.iter().rev().find(|s| s.time <= p.t - i.interval + 0.5 * i.interval);
         let after = i.refs.iter().find(|s| s.time >= p.t - 0.5 * i.interval);
@@ -228,11 +233,31 @@ fn references(i: &Inputs) -> Vec<Reference> {
             }
             _ => None,
         };
+        if let Some(b) = busy {
+            evidence.entry(p.cpu).or_default().observe(p.cycles as f64, i.interval, b);
+        }
         if let Some(b) = busy.filter(|b| *b > 0.2) {
             r.push((p.cpu, p.t, p.cycles as f64 / (i.interval * b)));
         }
     }
-    let why = if r.is_empty() {
+    let constant: Vec<(u32, CounterInterval, CounterInterval)> = evidence
+        .iter()
+        .filter_map(|(cpu, e)| match e.verdict() {
+            CounterVerdict::ConstantRate { idle, busy } => Some((*cpu, idle, busy)),
+            _ => None,
+        })
+        .collect();
+    let why = if let Some((cpu, idle, busy)) = constant.first() {
+        Some(format!(
+            "perf stat's cycles are an emulated constant-rate counter, not a clock: cpu{cpu} counted {:.3} GHz per wall second at {:.0} % busy and {:.3} GHz at {:.0} % busy ({} of {} CPUs seen so)",
+            idle.rate_hz / 1e9,
+            idle.busy_fraction * 100.0,
+            busy.rate_hz / 1e9,
+            busy.busy_fraction * 100.0,
+            constant.len(),
+            evidence.len()
+        ))
+    } else if r.is_empty() {
         Some(i.perf_missing.clone().unwrap_or_else(|| "perf counted no cycles on a busy CPU".into()))
     } else {
         None
@@ -245,8 +270,15 @@ fn cpu_times(s: &RefSample, cpu: u32) -> Option<sysmon_collector::parse::stat::C
     s.stat.as_ref()?.cpus.iter().find(|(c, _)| *c == cpu).map(|(_, t)| *t)
 }
 
-/// Whether the collector's reading and a reference measure the same thing from the same place.
-fn same_source(source: FrequencySource, detail: Option<&str>, reference: &str) -> Option<String> {
+/// Whether the collector's reading and a reference measure the same thing from the same place,
+/// or the collector published no frequency to compare (`counter_rate_hz`: its measured counter rate).
+fn same_source(
+    source: FrequencySource,
+    detail: Option<&str>,
+    counter_rate_hz: Option<f64>,
+    reference: &str,
+) -> Option<String> {
+    let rate = counter_rate_hz.map(|r| format!(" (measured {:.3} GHz per wall second)", r / 1e9)).unwrap_or_default();
     match source {
         FrequencySource::Cpufreq if detail.is_some_and(|d| reference.ends_with(d)) => {
             Some(format!("the collector reads the same file ({})", detail.unwrap_or("")))
@@ -257,10 +289,12 @@ fn same_source(source: FrequencySource, detail: Option<&str>, reference: &str) -
         FrequencySource::Perf if reference.starts_with("perf") => {
             Some("the collector counts the same cycles (perf)".into())
         }
-        FrequencySource::PerfSynthetic => Some(
-            "the collector's value is an emulated cycle counter (perf-synthetic), a different meaning from any clock"
-                .into(),
-        ),
+        FrequencySource::PerfSynthetic => Some(format!(
+            "the collector publishes no frequency: its cycle counter is an emulated constant-rate counter (perf-synthetic){rate}, not a clock"
+        )),
+        FrequencySource::PerfUnverified => Some(format!(
+            "the collector publishes no frequency: it was still checking whether its cycle counter is a clock (perf-unverified){rate}"
+        )),
         FrequencySource::None => Some("the collector reports no frequency in this guest".into()),
         _ => None,
     }
@@ -279,13 +313,23 @@ pub fn frequency(i: &Inputs) -> Vec<Check> {
         let last = i.collector.last().and_then(reading);
         let source = last.as_ref().map(|c| c.frequency_source).unwrap_or(FrequencySource::None);
         let detail = last.as_ref().and_then(|c| c.frequency_detail.clone());
+        let counter_rate = last.as_ref().and_then(|c| c.counter_rate_hz);
         for (name, readings, missing) in &refs {
             let c = check("frequency", None, Some(cpu.clone()), source.as_str(), name);
+            // A collector that published no frequency is the first reason for every reference.
+            if matches!(source, FrequencySource::PerfSynthetic | FrequencySource::PerfUnverified) {
+                let mut why = same_source(source, detail.as_deref(), counter_rate, name).unwrap_or_default();
+                if let Some(m) = missing {
+                    why.push_str(&format!("; the reference: {m}"));
+                }
+                out.push(nc(c, why));
+                continue;
+            }
             if let Some(why) = missing {
                 out.push(nc(c, why.clone()));
                 continue;
             }
-            if let Some(why) = same_source(source, detail.as_deref(), name) {
+            if let Some(why) = same_source(source, detail.as_deref(), counter_rate, name) {
                 out.push(nc(c, why));
                 continue;
             }
