@@ -1,4 +1,4 @@
-//! `cargo xtask guest-image`: builds the Debian 12 amd64 test guest from Debian packages
+//! `cargo xtask guest-image [--arch x86_64|aarch64]`: builds the Debian 12 amd64 (or arm64) test guest from Debian packages
 //! (guest-image.sh), caches it keyed by the recipe and the package list, signs a CHECKSUM for it
 //! with a test OpenPGP key, writes the `debian-12-x86_64` profile into the workspace, and with
 //! `--serve` serves image, CHECKSUM and CHECKSUM.asc over 127.0.0.1 — so the e2e goes through the
@@ -19,7 +19,6 @@ pub const PACKAGES: &[&str] = &[
     "udev",
     "dbus",
     "kmod",
-    "linux-image-cloud-amd64",
     "initramfs-tools",
     "cloud-init",
     "openssh-server",
@@ -42,22 +41,77 @@ pub const PACKAGES: &[&str] = &[
     "git",
     "vim",
 ];
-pub const IMAGE_NAME: &str = "debian-12-x86_64.qcow2";
+
+/// The guest architectures the task builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GuestArch {
+    X86_64,
+    Aarch64,
+}
+
+impl GuestArch {
+    pub fn parse(s: &str) -> Result<GuestArch> {
+        match s {
+            "x86_64" | "amd64" => Ok(GuestArch::X86_64),
+            "aarch64" | "arm64" => Ok(GuestArch::Aarch64),
+            other => bail!("--arch takes x86_64 or aarch64, not {other:?}"),
+        }
+    }
+    /// Debian's name for it.
+    pub fn debian(self) -> &'static str {
+        match self {
+            GuestArch::X86_64 => "amd64",
+            GuestArch::Aarch64 => "arm64",
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GuestArch::X86_64 => "x86_64",
+            GuestArch::Aarch64 => "aarch64",
+        }
+    }
+    /// What only this architecture's guest carries: its kernel, and on arm64 the guest's own
+    /// systemd-boot (the host's systemd-boot-efi has only the x86_64 loader).
+    fn extra_packages(self) -> &'static [&'static str] {
+        match self {
+            GuestArch::X86_64 => &["linux-image-cloud-amd64"],
+            GuestArch::Aarch64 => &["linux-image-arm64", "systemd-boot-efi"],
+        }
+    }
+    pub fn packages(self) -> Vec<&'static str> {
+        let mut p = PACKAGES.to_vec();
+        p.extend(self.extra_packages());
+        p
+    }
+    pub fn profile_name(self) -> String {
+        format!("debian-12-{}", self.as_str())
+    }
+    pub fn image_name(self) -> String {
+        format!("debian-12-{}.qcow2", self.as_str())
+    }
+}
+
+/// The x86_64 test guest's profile name (the default of the e2e, the demo and bench-start).
 pub const PROFILE_NAME: &str = "debian-12-x86_64";
 
 #[derive(Clone)]
 pub struct Built {
+    pub arch: GuestArch,
     pub dir: PathBuf,
     pub image: PathBuf,
     pub key_file: PathBuf,
     pub fingerprint: String,
 }
 
-fn cache_key() -> String {
+fn cache_key(arch: GuestArch) -> String {
     let mut h = sha2::Sha256::new();
     h.update(RECIPE.as_bytes());
-    h.update(PACKAGES.join(",").as_bytes());
-    hex::encode(h.finalize())[..16].to_string()
+    h.update(arch.packages().join(",").as_bytes());
+    let key = hex::encode(h.finalize())[..16].to_string();
+    match arch {
+        GuestArch::X86_64 => key,
+        GuestArch::Aarch64 => format!("arm64-{key}"),
+    }
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -74,16 +128,52 @@ fn gpg(home: &Path) -> Command {
     c
 }
 
-/// Builds (or reuses) the image and its signed CHECKSUM in `cache`.
+/// Builds (or reuses) the x86_64 image and its signed CHECKSUM in `cache`.
 pub fn build(cache: &Path) -> Result<Built> {
-    let dir = cache.join(cache_key());
+    build_arch(cache, GuestArch::X86_64)
+}
+
+/// Builds (or reuses) the image of `arch` and its signed CHECKSUM in `cache`.
+pub fn build_arch(cache: &Path, arch: GuestArch) -> Result<Built> {
+    let dir = cache.join(cache_key(arch));
     std::fs::create_dir_all(&dir)?;
     let image = dir.join("disk.qcow2");
     if !image.exists() {
+        let tools: &[&str] = match arch {
+            GuestArch::X86_64 => &["mmdebstrap", "mkfs.ext4", "mkfs.vfat", "mcopy", "sgdisk", "qemu-img", "eatmydata"],
+            GuestArch::Aarch64 => &[
+                "mmdebstrap",
+                "arch-test",
+                "qemu-aarch64-static",
+                "mkfs.ext4",
+                "mkfs.vfat",
+                "mcopy",
+                "sgdisk",
+                "qemu-img",
+                "eatmydata",
+            ],
+        };
+        let path = std::env::var("PATH").unwrap_or_default();
+        let missing: Vec<String> = tools
+            .iter()
+            .filter(|t| !sysmonvm::system_packages::provided(t, &path))
+            .map(|t| sysmonvm::system_packages::missing_tool_message(t))
+            .collect();
+        if !missing.is_empty() {
+            bail!("cannot build the {} test guest:\n  {}", arch.as_str(), missing.join("\n  "));
+        }
+        let _binfmt = match arch {
+            GuestArch::Aarch64 => Some(crate::binfmt::Aarch64Binfmt::ensure()?),
+            GuestArch::X86_64 => None,
+        };
         let script = dir.join("guest-image.sh");
         std::fs::write(&script, RECIPE)?;
         let start = std::time::Instant::now();
-        run(Command::new("bash").arg(&script).arg(&dir).env("GUEST_PKGS", PACKAGES.join(",")))?;
+        run(Command::new("bash")
+            .arg(&script)
+            .arg(&dir)
+            .env("GUEST_PKGS", arch.packages().join(","))
+            .env("GUEST_ARCH", arch.debian()))?;
         eprintln!("[guest-image] built in {:.0} s", start.elapsed().as_secs_f64());
     } else {
         eprintln!("[guest-image] cached: {}", image.display());
@@ -114,31 +204,36 @@ pub fn build(cache: &Path) -> Result<Built> {
     let checksum = dir.join("CHECKSUM");
     if !dir.join("CHECKSUM.asc").exists() || !checksum.exists() {
         let (sha, size) = sysmonvm::image::download::hash_file(&image)?;
-        std::fs::write(&checksum, format!("# {IMAGE_NAME}: {size} bytes\nSHA256 ({IMAGE_NAME}) = {sha}\n"))?;
+        let name = arch.image_name();
+        std::fs::write(&checksum, format!("# {name}: {size} bytes\nSHA256 ({name}) = {sha}\n"))?;
         run(gpg(&home)
             .args(["--local-user", &format!("{fingerprint}!"), "--armor", "--detach-sign", "--output"])
             .arg(dir.join("CHECKSUM.asc"))
             .arg(&checksum))?;
     }
-    Ok(Built { dir, image, key_file, fingerprint })
+    Ok(Built { arch, dir, image, key_file, fingerprint })
 }
 
 pub fn profile_yaml(port: u16, b: &Built) -> String {
     let base = format!("http://127.0.0.1:{port}");
+    let (description, machine) = match b.arch {
+        GuestArch::X86_64 => ("Debian 12 amd64 cloud guest built from Debian packages (tests)", "q35"),
+        GuestArch::Aarch64 => ("Debian 12 arm64 cloud guest built from Debian packages (tests)", "virt"),
+    };
     [
         "# Written by `cargo xtask guest-image`: the Debian 12 test guest served over 127.0.0.1.".to_string(),
-        format!("name: {PROFILE_NAME}"),
-        "description: Debian 12 amd64 cloud guest built from Debian packages (tests)".into(),
-        "arch: x86_64".into(),
+        format!("name: {}", b.arch.profile_name()),
+        format!("description: {description}"),
+        format!("arch: {}", b.arch.as_str()),
         "accel: auto".into(),
-        "machine: q35".into(),
+        format!("machine: {machine}"),
         "cpu: host".into(),
         "smp: 2".into(),
         "memory_mib: 2048".into(),
         "disk_gib: 8".into(),
         "firmware: auto".into(),
         "image:".into(),
-        format!("  url: {base}/{IMAGE_NAME}"),
+        format!("  url: {base}/{}", b.arch.image_name()),
         format!("  checksum_url: {base}/CHECKSUM"),
         format!("  signature_url: {base}/CHECKSUM.asc"),
         format!("  key: {}", b.key_file.display()),
@@ -163,7 +258,7 @@ pub fn publish(built: &Built, profiles_dir: &Path, port: u16) -> Result<(TcpList
     let listener = TcpListener::bind(("127.0.0.1", port))?;
     let port = listener.local_addr()?.port();
     std::fs::create_dir_all(profiles_dir)?;
-    let profile = profiles_dir.join(format!("{PROFILE_NAME}.yaml"));
+    let profile = profiles_dir.join(format!("{}.yaml", built.arch.profile_name()));
     std::fs::write(&profile, profile_yaml(port, built))?;
     Ok((listener, profile))
 }
@@ -178,7 +273,7 @@ pub fn serve_in_background(built: Built, profiles_dir: &Path) -> Result<()> {
 /// Serves the image, CHECKSUM and CHECKSUM.asc (with Range) until the process is killed.
 pub fn serve(listener: TcpListener, b: &Built) -> Result<()> {
     let files: Vec<(String, PathBuf)> = vec![
-        (format!("/{IMAGE_NAME}"), b.image.clone()),
+        (format!("/{}", b.arch.image_name()), b.image.clone()),
         ("/CHECKSUM".into(), b.dir.join("CHECKSUM")),
         ("/CHECKSUM.asc".into(), b.dir.join("CHECKSUM.asc")),
     ];
@@ -229,6 +324,7 @@ pub fn run_task(args: &[String]) -> Result<()> {
     let mut port = 0u16;
     let mut workspace: Option<PathBuf> = None;
     let mut cache = crate::workspace_root().join("target/guest-image");
+    let mut arch = GuestArch::X86_64;
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -236,10 +332,11 @@ pub fn run_task(args: &[String]) -> Result<()> {
             "--port" => port = it.next().context("--port N")?.parse()?,
             "--workspace" => workspace = Some(it.next().context("--workspace DIR")?.into()),
             "--cache" => cache = it.next().context("--cache DIR")?.into(),
+            "--arch" => arch = GuestArch::parse(it.next().context("--arch x86_64|aarch64")?)?,
             other => bail!("unknown option {other}"),
         }
     }
-    let built = build(&cache)?;
+    let built = build_arch(&cache, arch)?;
     let ws = sysmonvm::workspace::Workspace::resolve(workspace.as_deref())?;
     let (listener, profile) = publish(&built, &ws.profiles_dir(), port)?;
     println!("profile {}", profile.display());

@@ -4,6 +4,7 @@
 mod bench_collector;
 mod bench_fetch;
 mod bench_start;
+mod binfmt;
 mod demo;
 mod deps;
 mod dist;
@@ -40,9 +41,9 @@ tasks:
   e2e [--profile P]
       boot the real test guest through `sysmonvm up` (bootstrap, collector install), scrape the
       collector through its forward, run a container, inject faults, and check the lifecycle.
-  guest-image [--workspace DIR] [--serve] [--port N] [--cache DIR]
-      build (or reuse) the Debian 12 amd64 test guest from Debian packages, sign its CHECKSUM,
-      write the debian-12-x86_64 profile into the workspace; --serve serves it on 127.0.0.1.";
+  guest-image [--arch x86_64|aarch64] [--workspace DIR] [--serve] [--port N] [--cache DIR]
+      build (or reuse) the Debian 12 amd64 (or arm64) test guest from Debian packages, sign its CHECKSUM,
+      write the debian-12-<arch> profile into the workspace; --serve serves it on 127.0.0.1.";
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
