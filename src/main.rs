@@ -103,9 +103,10 @@ pub struct UpArgs {
     /// auto | hvf | kvm | tcg [env: SYSMONVM_ACCEL; default: the profile's].
     #[arg(long)]
     pub accel: Option<String>,
-    /// How long to wait for SSH and cloud-init.
-    #[arg(long, default_value = "15m", value_parser = parse_duration)]
-    pub timeout: std::time::Duration,
+    /// How long to wait for SSH and cloud-init: a hard upper bound [default: scales with the
+    /// accelerator and the guest's arch: 5m under kvm/hvf, 15m under tcg for x86_64, 25m for aarch64].
+    #[arg(long, value_parser = parse_duration)]
+    pub timeout: Option<std::time::Duration>,
     /// Return once QEMU runs, without waiting for the guest (implies --no-bootstrap).
     #[arg(long)]
     pub no_wait: bool,
@@ -275,8 +276,9 @@ pub enum VmCommand {
         accel: Option<String>,
         #[arg(long)]
         no_wait: bool,
-        #[arg(long, default_value = "15m", value_parser = parse_duration)]
-        timeout: std::time::Duration,
+        /// A hard upper bound for the boot [default: scales with the accelerator and the arch, as for `up`].
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<std::time::Duration>,
     },
     /// Stop: ACPI powerdown and wait, then quit, then SIGKILL.
     Stop {

@@ -308,6 +308,17 @@ pub struct StartReport {
     pub argv: Vec<String>,
 }
 
+/// The boot wait when no `--timeout` is given. Boots under TCG take minutes (x86_64 about 1 min to
+/// cloud-init here, aarch64 2–2.5 min, both slower on a loaded host), so a slow emulated boot is
+/// not a stuck one; an explicit `--timeout` is always a hard upper bound instead.
+pub fn default_boot_timeout(accel: ResolvedAccel, arch: crate::profile::Arch) -> Duration {
+    match (accel, arch) {
+        (ResolvedAccel::Tcg, crate::profile::Arch::Aarch64) => Duration::from_secs(25 * 60),
+        (ResolvedAccel::Tcg, crate::profile::Arch::X86_64) => Duration::from_secs(15 * 60),
+        _ => Duration::from_secs(5 * 60),
+    }
+}
+
 pub struct StartOptions {
     pub accel: ResolvedAccel,
     pub wait: bool,
@@ -633,6 +644,17 @@ pub async fn destroy(vm: &VmPaths) -> Result<(), VmError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_default_boot_wait_scales_with_accelerator_and_arch() {
+        use crate::profile::Arch;
+        let t = |a, arch| default_boot_timeout(a, arch).as_secs() / 60;
+        assert_eq!(t(ResolvedAccel::Kvm, Arch::X86_64), 5);
+        assert_eq!(t(ResolvedAccel::Hvf, Arch::Aarch64), 5);
+        assert_eq!(t(ResolvedAccel::Tcg, Arch::X86_64), 15);
+        assert_eq!(t(ResolvedAccel::Tcg, Arch::Aarch64), 25);
+    }
+
     use super::*;
 
     #[test]

@@ -114,8 +114,9 @@ pub fn up(ws: &Workspace, a: UpArgs, json: bool) -> Exit {
         let paths = ws.vm(&name)?;
         if vm::running_pid(&paths).is_some() {
             let state = vm::load_state(&paths)?;
-            let opts =
-                StartOptions { accel: state.accel.unwrap_or(ResolvedAccel::Tcg), wait: !a.no_wait, timeout: a.timeout };
+            let accel = state.accel.unwrap_or(ResolvedAccel::Tcg);
+            let timeout = a.timeout.unwrap_or_else(|| vm::default_boot_timeout(accel, state.profile.arch));
+            let opts = StartOptions { accel, wait: !a.no_wait, timeout };
             let report = vm::start(ws, &name, &opts, phase_printer(json)).await?;
             let provisioned = provision(ws, &name, &a, json).await?;
             if json {
@@ -138,7 +139,8 @@ pub fn up(ws: &Workspace, a: UpArgs, json: bool) -> Exit {
                 accel.as_str()
             );
         }
-        let opts = StartOptions { accel, wait: !a.no_wait, timeout: a.timeout };
+        let timeout = a.timeout.unwrap_or_else(|| vm::default_boot_timeout(accel, state.profile.arch));
+        let opts = StartOptions { accel, wait: !a.no_wait, timeout };
         let report = vm::start(ws, &name, &opts, phase_printer(json)).await?;
         let provisioned = provision(ws, &name, &a, json).await?;
         if json {
@@ -209,6 +211,7 @@ pub fn run(ws: &Workspace, cmd: VmCommand, json: bool) -> Exit {
             let report = rt.block_on(async {
                 let accel =
                     resolve_accel(requested_accel(flag.as_deref(), &state.profile)?, &state.profile, json).await?;
+                let timeout = timeout.unwrap_or_else(|| vm::default_boot_timeout(accel, state.profile.arch));
                 anyhow::Ok(
                     vm::start(ws, &name, &StartOptions { accel, wait: !no_wait, timeout }, phase_printer(json)).await?,
                 )
