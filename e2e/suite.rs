@@ -211,6 +211,24 @@ fn emulated_pmu(r: &mut Run, forward: &str, vcpus: usize) -> Result<()> {
     Ok(())
 }
 
+/// `vm stop` counts as clean only when QMP reported a guest-initiated SHUTDOWN.
+fn clean_stop(r: &mut Run) -> Result<()> {
+    let v = r.must(&["vm", "stop", &r.name, "--timeout", "3m"])?;
+    ensure!(v["clean"] == true, "not a clean shutdown: {v}");
+    Ok(())
+}
+
+/// kill -9 QEMU: `vm status` reconciles the stale state, and `up` brings the same VM back.
+fn kill_and_recover(r: &mut Run, vm_dir: &Path, profile: &str) -> Result<()> {
+    let pid = std::fs::read_to_string(vm_dir.join("qemu.pid"))?.trim().to_string();
+    ensure!(Command::new("kill").args(["-9", &pid]).status()?.success());
+    std::thread::sleep(Duration::from_secs(1));
+    let v = r.sysmonvm(&["vm", "status", &r.name])?.json;
+    ensure!(v["state"] == "stopped" && v["reconciled"] == true, "{v}");
+    r.must(&["up", "--profile", profile, "--name", &r.name, "--timeout", "10m"])?;
+    Ok(())
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     let mut profile = "debian-12-x86_64".to_string();
     let mut it = args.iter();
@@ -590,27 +608,10 @@ pub fn run(args: &[String]) -> Result<()> {
     // aarch64 boots take 2–2.5 min under tcg: kill -9 and its recovery first, then the clean
     // stop, so its allowance holds one extra boot instead of two.
     if aarch64 {
-        r.step("kill -9 QEMU, status reconciles, up recovers", |r| {
-            let pid = std::fs::read_to_string(vm_dir.join("qemu.pid"))?.trim().to_string();
-            ensure!(Command::new("kill").args(["-9", &pid]).status()?.success());
-            std::thread::sleep(Duration::from_secs(1));
-            let v = r.sysmonvm(&["vm", "status", name])?.json;
-            ensure!(v["state"] == "stopped" && v["reconciled"] == true, "{v}");
-            r.must(&["up", "--profile", &profile, "--name", name, "--timeout", "10m"])?;
-            Ok(())
-        })?;
-        r.step("vm stop is clean (guest-initiated SHUTDOWN)", |r| {
-            let v = r.must(&["vm", "stop", name, "--timeout", "3m"])?;
-            ensure!(v["clean"] == true, "not a clean shutdown: {v}");
-            Ok(())
-        })?;
+        r.step("kill -9 QEMU, status reconciles, up recovers", |r| kill_and_recover(r, &vm_dir, &profile))?;
+        r.step("vm stop is clean (guest-initiated SHUTDOWN)", clean_stop)?;
     } else {
-        let stop = r.step("vm stop is clean (guest-initiated SHUTDOWN)", |r| {
-            let v = r.must(&["vm", "stop", name, "--timeout", "3m"])?;
-            ensure!(v["clean"] == true, "not a clean shutdown: {v}");
-            Ok(v)
-        })?;
-        let _ = stop;
+        r.step("vm stop is clean (guest-initiated SHUTDOWN)", clean_stop)?;
 
         r.step("up again restarts the same VM without re-creating it; the collector comes back", |r| {
             let disk_id = std::fs::metadata(vm_dir.join("disk.qcow2"))?.modified()?;
@@ -624,15 +625,7 @@ pub fn run(args: &[String]) -> Result<()> {
             Ok(())
         })?;
 
-        r.step("kill -9 QEMU, status reconciles, up recovers", |r| {
-            let pid = std::fs::read_to_string(vm_dir.join("qemu.pid"))?.trim().to_string();
-            ensure!(Command::new("kill").args(["-9", &pid]).status()?.success());
-            std::thread::sleep(Duration::from_secs(1));
-            let v = r.sysmonvm(&["vm", "status", name])?.json;
-            ensure!(v["state"] == "stopped" && v["reconciled"] == true, "{v}");
-            r.must(&["up", "--profile", &profile, "--name", name, "--timeout", "10m"])?;
-            Ok(())
-        })?;
+        r.step("kill -9 QEMU, status reconciles, up recovers", |r| kill_and_recover(r, &vm_dir, &profile))?;
     }
 
     r.step("destroy leaves nothing behind", |r| {
