@@ -546,7 +546,7 @@ pub fn run(args: &[String]) -> Result<()> {
         |r| {
             let _ = std::fs::remove_dir_all(&report_dir);
             let dir = report_dir.display().to_string();
-            let phase = if aarch64 { "12s" } else { "20s" };
+            let phase = if aarch64 { "15s" } else { "20s" };
             let d = r.sysmonvm(&["validate", name, "--duration-per-phase", phase, "--report", &dir])?;
             let rep: Value =
                 serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).context("report.json")?)?;
