@@ -9,7 +9,7 @@
 //! target. Only the QEMU packages are taken from backports (`-t bookworm-backports` on their own
 //! `apt-get install`): taking everything from there would pull a new systemd.
 //!
-//! This module depends on nothing but `std` and `thiserror`, so the collector crate's tests can
+//! This module depends on nothing but `std`, `libc` and `thiserror`, so the collector crate's tests can
 //! include it by path and name the package that brings a missing tool; its tests live in
 //! `tests/system_packages.rs` so they run once.
 
@@ -332,6 +332,38 @@ pub enum InstallError {
     },
     #[error("`{command}` failed ({status})")]
     Failed { command: String, status: std::process::ExitStatus },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("installing system packages needs root; run as root:\n  {0}")]
+    NeedsRoot(String),
+    #[error("apt-get finished but these are still missing: {0}")]
+    StillMissing(String),
+}
+
+fn names(pkgs: &[&SystemPackage]) -> String {
+    pkgs.iter().map(|p| p.name).collect::<Vec<_>>().join(" ")
+}
+
+/// Installs the packages of `wanted` that are missing (as root, by [`install_plan`]) and checks
+/// they are there afterwards. Returns what it installed (empty: nothing was missing). Not root:
+/// [`InstallError::NeedsRoot`] with the commands to run. Used by `cargo xtask deps --install`,
+/// `cargo xtask demo` and `sysmonvm doctor --fix`.
+pub fn install_missing(wanted: &[&'static SystemPackage]) -> Result<Vec<&'static SystemPackage>, InstallError> {
+    let missing = missing(wanted);
+    if missing.is_empty() {
+        return Ok(missing);
+    }
+    let plan = install_plan(&OsRelease::read(), has_backports_source(), &missing)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } != 0 {
+        return Err(InstallError::NeedsRoot(plan_as_shell(&plan)));
+    }
+    run_plan(&plan)?;
+    let still = self::missing(wanted);
+    if !still.is_empty() {
+        return Err(InstallError::StillMissing(names(&still)));
+    }
+    Ok(missing)
 }
 
 /// Runs an install plan; apt-get's own output goes to this process's stdout and stderr.

@@ -48,20 +48,9 @@ fn package_hint(os: &str, arch: Arch) -> String {
 
 /// `--fix` on Debian/Ubuntu: installs the missing packages of the list (as root), else says how.
 fn fix_linux(arch: Arch) -> anyhow::Result<()> {
-    let missing = system_packages::missing(&host_packages(arch));
-    let plan = system_packages::install_plan(
-        &system_packages::OsRelease::read(),
-        system_packages::has_backports_source(),
-        &missing,
-    )?;
-    if plan.is_empty() {
+    if system_packages::install_missing(&host_packages(arch))?.is_empty() {
         eprintln!("fix: every system package is installed; the failing checks need another fix (see above)");
-        return Ok(());
     }
-    if !sysmonvm::host::is_root() {
-        anyhow::bail!("installing packages needs root; run as root:\n  {}", system_packages::plan_as_shell(&plan));
-    }
-    system_packages::run_plan(&plan)?;
     Ok(())
 }
 

@@ -52,27 +52,14 @@ fn report_missing(missing: &[&SystemPackage]) {
     }
 }
 
-/// Installs what `wanted` lacks: as root by the library's plan, otherwise it prints the plan and fails.
+/// Installs what `wanted` lacks (the library's plan, as root), naming what was missing.
 pub fn ensure_installed(wanted: &[&'static SystemPackage]) -> Result<()> {
-    let missing = sp::missing(wanted);
-    if missing.is_empty() {
+    report_missing(&sp::missing(wanted));
+    let installed = sp::install_missing(wanted)?;
+    if installed.is_empty() {
         eprintln!("deps: all {} system packages present", wanted.len());
-        return Ok(());
-    }
-    report_missing(&missing);
-    let plan = sp::install_plan(&sp::OsRelease::read(), sp::has_backports_source(), &missing)?;
-    if !sysmonvm::host::is_root() {
-        bail!("installing system packages needs root; run as root:\n  {}", sp::plan_as_shell(&plan));
-    }
-    eprintln!("deps: installing {}", missing.iter().map(|p| p.name).collect::<Vec<_>>().join(" "));
-    sp::run_plan(&plan)?;
-    let still = sp::missing(wanted);
-    if !still.is_empty() {
-        report_missing(&still);
-        bail!(
-            "apt-get finished but these are still missing: {}",
-            still.iter().map(|p| p.name).collect::<Vec<_>>().join(" ")
-        );
+    } else {
+        eprintln!("deps: installed {}", installed.iter().map(|p| p.name).collect::<Vec<_>>().join(" "));
     }
     Ok(())
 }
