@@ -2,11 +2,13 @@
 //! documents, CHECKSUM parsing, mirror candidates) lives apart from effects (downloads, files,
 //! locks); see ARCHITECTURE.md.
 
+pub mod exit;
 pub mod guest;
 pub mod host;
 pub mod image;
 pub mod keys;
 pub mod lock;
+pub mod ops;
 pub mod profile;
 pub mod qemu;
 pub mod qga;

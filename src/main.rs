@@ -6,17 +6,10 @@ mod commands;
 use anyhow::Result;
 use clap::{Args, Parser, Subcommand};
 
-/// Exit statuses, the same for every command (README, "Exit statuses").
-pub mod exit {
-    pub const OK: i32 = 0;
-    /// Any error; the message says what and where.
-    pub const ERROR: i32 = 1;
-    /// Usage error (unknown flag, bad value), from clap.
-    pub const USAGE: i32 = 2;
-    /// `collector status`: not active. `validate`: nothing was comparable.
-    pub const NOT_READY: i32 = 3;
-}
 use std::path::PathBuf;
+use sysmonvm::exit;
+use sysmonvm::profile::Accel;
+use sysmonvm::validate::checks::PhaseKind;
 
 #[derive(Parser)]
 #[command(
@@ -101,8 +94,8 @@ pub struct UpArgs {
     #[arg(long)]
     pub name: Option<String>,
     /// auto | hvf | kvm | tcg [env: SYSMONVM_ACCEL; default: the profile's].
-    #[arg(long)]
-    pub accel: Option<String>,
+    #[arg(long, value_parser = parse_accel)]
+    pub accel: Option<Accel>,
     /// How long to wait for SSH and cloud-init: a hard upper bound [default: scales with the
     /// accelerator and the guest's arch: 5m under kvm/hvf, 15m under tcg for x86_64, 25m for aarch64].
     #[arg(long, value_parser = parse_duration)]
@@ -141,8 +134,8 @@ pub enum HostCommand {
     Install {
         #[arg(long, value_name = "URL", default_value = "http://127.0.0.1:4318")]
         otlp_endpoint: String,
-        #[arg(long, default_value = "1s")]
-        interval: String,
+        #[arg(long, default_value = "1s", value_parser = parse_duration)]
+        interval: std::time::Duration,
     },
     /// macOS: remove the launchd daemon.
     Uninstall,
@@ -154,19 +147,19 @@ pub struct ValidateArgs {
     pub name: Option<String>,
     /// Phases to run, in order: idle (no load), one (a worker pinned to CPU 0), all (a worker per
     /// CPU), throttle (a worker under a CPU quota).
-    #[arg(long, default_value = "idle,one,all,throttle")]
-    pub phases: String,
+    #[arg(long, default_value = "idle,one,all,throttle", value_parser = parse_phases)]
+    pub phases: Phases,
     #[arg(long, default_value = "30s", value_parser = parse_duration)]
     pub duration_per_phase: std::time::Duration,
     /// How often readings are taken (collector snapshots and references).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     pub interval: std::time::Duration,
     /// Frequency: relative error; usage: absolute percentage points.
-    #[arg(long, default_value = "5%")]
-    pub tolerance: String,
+    #[arg(long, default_value = "5%", value_parser = parse_percent)]
+    pub tolerance: f64,
     /// The CPU quota of the throttle phase.
-    #[arg(long, default_value = "50%")]
-    pub throttle_quota: String,
+    #[arg(long, default_value = "50%", value_parser = parse_percent)]
+    pub throttle_quota: f64,
     /// Where the report goes [default: the VM's directory, validate/].
     #[arg(long, value_name = "DIR")]
     pub report: Option<PathBuf>,
@@ -250,17 +243,37 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
     sysmon_collector::config::parse_duration(s)
 }
 
+pub fn parse_accel(s: &str) -> Result<Accel, String> {
+    sysmonvm::qemu::accel::parse_accel(s).ok_or_else(|| format!("{s:?}: use auto, hvf, kvm or tcg"))
+}
+
+/// `--phases`, in order.
+#[derive(Debug, Clone)]
+pub struct Phases(pub Vec<PhaseKind>);
+
+pub fn parse_phases(s: &str) -> Result<Phases, String> {
+    let v = sysmonvm::validate::parse_phases(s)?;
+    if v.is_empty() { Err("names no phase: use idle, one, all, throttle".into()) } else { Ok(Phases(v)) }
+}
+
+pub fn parse_percent(s: &str) -> Result<f64, String> {
+    sysmonvm::validate::parse_percent(s)
+}
+
 #[derive(Subcommand)]
 pub enum VmCommand {
-    /// Print the QEMU command line for a profile without launching anything (`auto` is resolved
-    /// without the KVM self-test here).
+    /// Print the QEMU command line `vm start` would run, without launching the VM (`auto` is
+    /// resolved as `start` does, with the short KVM self-test).
     Argv {
         #[arg(long)]
         profile: Option<String>,
         #[arg(long)]
         name: Option<String>,
+        #[arg(long, value_parser = parse_accel)]
+        accel: Option<Accel>,
+        /// Skip the KVM self-test (the accelerator is then reported as unverified).
         #[arg(long)]
-        accel: Option<String>,
+        no_self_test: bool,
     },
     /// Create the VM's files (overlay, UEFI vars, seed, keys); idempotent.
     Create {
@@ -272,8 +285,8 @@ pub enum VmCommand {
     /// Start a created VM and wait for SSH unless --no-wait.
     Start {
         name: Option<String>,
-        #[arg(long)]
-        accel: Option<String>,
+        #[arg(long, value_parser = parse_accel)]
+        accel: Option<Accel>,
         #[arg(long)]
         no_wait: bool,
         /// A hard upper bound for the boot [default: scales with the accelerator and the arch, as for `up`].
@@ -358,8 +371,16 @@ pub enum ImageCommand {
     List,
     /// Re-hash every cached image against its recorded digest.
     Verify,
-    /// Delete partial downloads and images no VM uses.
-    Prune,
+    /// Delete partial downloads and images no VM uses (it says which VM keeps which image).
+    Prune {
+        /// Also delete images that VMs use (their disks cannot boot afterwards): names the VMs
+        /// and asks first.
+        #[arg(long)]
+        all: bool,
+        /// Confirm --all without asking.
+        #[arg(long, requires = "all")]
+        yes: bool,
+    },
 }
 
 /// The command tree with colours off when NO_COLOR is set (https://no-color.org), whatever else
@@ -385,11 +406,23 @@ fn main() {
     let code = match commands::run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("error: {e:#}");
-            1
+            // The whole chain: each operation's context, then what went wrong underneath.
+            eprintln!("error: {}", commands::render::safe(&format!("{e:#}")));
+            exit::ERROR
         }
     };
     std::process::exit(code);
 }
 
 pub type Exit = Result<i32>;
+
+/// The accelerator asked for: the flag, else `SYSMONVM_ACCEL` (empty means unset).
+pub fn requested_accel(flag: Option<sysmonvm::profile::Accel>) -> anyhow::Result<Option<sysmonvm::profile::Accel>> {
+    if flag.is_some() {
+        return Ok(flag);
+    }
+    match std::env::var("SYSMONVM_ACCEL").ok().filter(|s| !s.is_empty()) {
+        Some(s) => Ok(Some(parse_accel(&s).map_err(|e| anyhow::anyhow!("SYSMONVM_ACCEL={e}"))?)),
+        None => Ok(None),
+    }
+}

@@ -160,14 +160,16 @@ impl SshSession {
     /// Writes `bytes` to `remote_path` with `mode` (via `cat`, so no SFTP subsystem is needed);
     /// `sudo` writes as root.
     pub async fn upload(&self, bytes: &[u8], remote_path: &str, mode: u32, sudo: bool) -> Result<(), SshError> {
-        let q = shell_quote(remote_path);
-        let tmp = shell_quote(&format!("{remote_path}.sysmonvm-upload"));
-        let s = if sudo { "sudo " } else { "" };
-        let cmd = format!(
-            "{s}sh -c 'cat > {tmp} && chmod {mode:o} {tmp} && mv -f {tmp} {q}'",
-            tmp = tmp.replace('\'', "'\\''"),
-            q = q.replace('\'', "'\\''")
-        );
+        let script = crate::templates::render(
+            "upload.sh.j2",
+            &serde_json::json!({
+                "tmp": format!("{remote_path}.sysmonvm-upload"),
+                "path": remote_path,
+                "mode": format!("{mode:o}"),
+            }),
+        )
+        .map_err(|e| SshError::Protocol(e.to_string()))?;
+        let cmd = crate::guest::command::GuestCommand::script(script.trim()).sudo(sudo).render();
         let mut err = Vec::new();
         let status = self
             .exec_streaming(&cmd, Some(bytes), |is_err, b| {

@@ -21,18 +21,59 @@ use std::time::{Duration, Instant};
 pub enum VmError {
     #[error("VM {0} does not exist (create it with `sysmonvm vm create` or `sysmonvm up`)")]
     NotFound(String),
-    #[error("{0}")]
-    Setup(String),
+    #[error("VM {0} is not running (start it with `sysmonvm up`)")]
+    NotRunning(String),
+    #[error(transparent)]
+    Workspace(#[from] crate::workspace::WorkspaceError),
+    #[error("making the SSH keys")]
+    Keys(#[source] crate::keys::KeyError),
+    #[error("rendering the cloud-init seed")]
+    Seed(#[source] crate::seed::SeedError),
+    #[error("building the seed ISO")]
+    SeedIso(#[source] crate::seed::iso::IsoError),
+    #[error(transparent)]
+    FirmwareNotFound(#[from] firmware::FirmwareNotFound),
+    #[error("firmware code {path} (from the profile) not found ({hint})")]
+    FirmwareMissing { path: PathBuf, hint: &'static str },
+    #[error("cannot run {program} ({hint})")]
+    Spawn {
+        program: String,
+        hint: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("qemu-img create failed: {stderr}")]
+    QemuImg { stderr: String },
+    #[error(
+        "VM {vm}: its disk's backing image {path} (sha256 {sha256}) is gone; `sysmonvm up` fetches it again by that digest"
+    )]
+    BackingImageMissing { vm: String, path: PathBuf, sha256: String },
+    #[error("SSH to VM {vm}")]
+    Ssh {
+        vm: String,
+        #[source]
+        source: crate::ssh::SshError,
+    },
     #[error("QEMU exited during start ({status}):\n{stderr}{}", serial_hint(.serial_tail))]
     QemuExited { status: String, stderr: String, serial_tail: String },
     #[error("the boot is stuck at phase `{phase}` after {waited:?}.\nlast lines of {serial}:\n{tail}\nhint: {hint}")]
-    Stuck { phase: &'static str, waited: Duration, serial: String, tail: String, hint: String },
+    Stuck { phase: BootPhase, waited: Duration, serial: String, tail: String, hint: String },
     #[error(
         "host port {port} on 127.0.0.1 is already in use (forward to guest port {guest}); free it or set another `host:` port in the profile"
     )]
     PortInUse { port: u16, guest: u16 },
-    #[error("{0}")]
-    Io(String),
+    #[error("{path} is not a VM state file sysmonvm can read")]
+    BadState {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 fn serial_hint(tail: &str) -> String {
@@ -61,61 +102,85 @@ pub struct VmState {
 
 pub fn load_state(vm: &VmPaths) -> Result<VmState, VmError> {
     let bytes = std::fs::read(&vm.state).map_err(|_| VmError::NotFound(vm.name.clone()))?;
-    serde_json::from_slice(&bytes).map_err(|e| VmError::Io(format!("{}: {e}", vm.state.display())))
+    serde_json::from_slice(&bytes).map_err(|source| VmError::BadState { path: vm.state.clone(), source })
 }
 
 pub fn save_state(vm: &VmPaths, s: &VmState) -> Result<(), VmError> {
-    let json = serde_json::to_vec_pretty(s).map_err(|e| VmError::Io(e.to_string()))?;
-    workspace::write_private(&vm.state, &json).map_err(|e| VmError::Io(e.to_string()))
+    let json = serde_json::to_vec_pretty(s).map_err(|source| VmError::BadState { path: vm.state.clone(), source })?;
+    Ok(workspace::write_private(&vm.state, &json)?)
 }
 
-fn io<E: std::fmt::Display>(what: impl std::fmt::Display) -> impl FnOnce(E) -> VmError {
-    move |e| VmError::Io(format!("{what}: {e}"))
+fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> VmError {
+    move |source| VmError::Io { what: what.to_string(), source }
 }
 
-/// The firmware code file QEMU reads, and whether it had to be padded into the VM dir.
-fn firmware_code(p: &Profile, vm: &VmPaths) -> Result<(PathBuf, PathBuf), VmError> {
+/// Where the firmware comes from, and the code file QEMU reads: the installed one, or (aarch64
+/// `virt`, whose pflash must be exactly 64 MiB) a padded copy in the VM dir. Pure but for looking.
+pub struct FirmwareFiles {
+    pub installed_code: PathBuf,
+    pub vars_template: PathBuf,
+    /// The file on QEMU's command line.
+    pub code: PathBuf,
+}
+
+pub fn firmware_files(p: &Profile, vm: &VmPaths) -> Result<FirmwareFiles, VmError> {
     let pair = match &p.firmware {
         crate::profile::Firmware::Paths(fp) => {
             firmware::FirmwarePair { code: fp.code.clone(), vars_template: fp.vars.clone(), origin: "profile" }
         }
-        crate::profile::Firmware::Auto(_) => {
-            firmware::find(p.arch, |f| f.exists()).map_err(|e| VmError::Setup(e.to_string()))?
-        }
+        crate::profile::Firmware::Auto(_) => firmware::find(p.arch, |f| f.exists())?,
     };
     if !pair.code.exists() {
-        return Err(VmError::Setup(format!(
-            "firmware code {} not found ({})",
-            pair.code.display(),
-            firmware::install_hint(p.arch)
-        )));
+        return Err(VmError::FirmwareMissing { path: pair.code.clone(), hint: firmware::install_hint(p.arch) });
     }
     let size = std::fs::metadata(&pair.code).map(|m| m.len()).unwrap_or(0);
-    let code = if firmware::needs_padding(p.arch, size) {
-        let padded = vm.dir.join("efi-code.fd");
-        if !padded.exists() {
-            firmware::copy_padded(Some(&pair.code), &padded, Some(firmware::VIRT_PFLASH_SIZE))
-                .map_err(io(padded.display()))?;
-        }
-        padded
-    } else {
-        pair.code.clone()
-    };
-    Ok((code, pair.vars_template))
+    let code = if firmware::needs_padding(p.arch, size) { vm.efi_code.clone() } else { pair.code.clone() };
+    Ok(FirmwareFiles { installed_code: pair.code, vars_template: pair.vars_template, code })
+}
+
+/// The firmware code file QEMU reads (padding it into the VM dir first where needed), and the
+/// vars template.
+fn firmware_code(p: &Profile, vm: &VmPaths) -> Result<(PathBuf, PathBuf), VmError> {
+    let f = firmware_files(p, vm)?;
+    if f.code != f.installed_code && !f.code.exists() {
+        firmware::copy_padded(Some(&f.installed_code), &f.code, Some(firmware::VIRT_PFLASH_SIZE))
+            .map_err(io(f.code.display()))?;
+    }
+    Ok((f.code, f.vars_template))
+}
+
+/// The system OpenSSH command line for an interactive `vm ssh`: the workspace key, the VM's
+/// pinned host key under its alias, never trust-on-first-use.
+pub fn openssh_argv(ws: &Workspace, vm: &VmPaths, state: &VmState, port: u16, command: &[String]) -> Vec<String> {
+    let mut argv: Vec<String> = vec!["ssh".into(), "-i".into(), ws.user_key().display().to_string()];
+    argv.extend(["-p".into(), port.to_string()]);
+    for o in [
+        "IdentitiesOnly=yes".to_string(),
+        "StrictHostKeyChecking=yes".to_string(),
+        "LogLevel=ERROR".to_string(),
+        format!("UserKnownHostsFile={}", vm.known_hosts.display()),
+        format!("HostKeyAlias={}", keys::host_alias(&vm.name)),
+    ] {
+        argv.extend(["-o".into(), o]);
+    }
+    argv.push(format!("{}@127.0.0.1", state.profile.ssh.user));
+    if !command.is_empty() {
+        argv.push("--".into());
+        argv.extend(command.iter().cloned());
+    }
+    argv
 }
 
 /// Makes everything a VM needs on disk. Idempotent: what exists is kept.
 pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> Result<VmState, VmError> {
-    let vm = ws.vm(name).map_err(|e| VmError::Setup(e.to_string()))?;
+    let vm = ws.vm(name)?;
     if let Ok(s) = load_state(&vm) {
         return Ok(s);
     }
-    workspace::private_dir(&vm.dir).map_err(|e| VmError::Setup(e.to_string()))?;
-    let user =
-        keys::ensure(&ws.user_key(), &ws.user_key_pub(), "sysmonvm").map_err(|e| VmError::Setup(e.to_string()))?;
-    let host = keys::ensure(&vm.host_key, &vm.host_key_pub, name).map_err(|e| VmError::Setup(e.to_string()))?;
-    workspace::write_private(&vm.known_hosts, keys::known_hosts_line(name, &host.public_openssh).as_bytes())
-        .map_err(|e| VmError::Setup(e.to_string()))?;
+    workspace::private_dir(&vm.dir)?;
+    let user = keys::ensure(&ws.user_key(), &ws.user_key_pub(), "sysmonvm").map_err(VmError::Keys)?;
+    let host = keys::ensure(&vm.host_key, &vm.host_key_pub, name).map_err(VmError::Keys)?;
+    workspace::write_private(&vm.known_hosts, keys::known_hosts_line(name, &host.public_openssh).as_bytes())?;
     let instance_id = seed::instance_id(name, &host.public_openssh);
     let docs = seed::render(&seed::SeedInput {
         hostname: name.to_string(),
@@ -125,9 +190,10 @@ pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> 
         host_key_private: host.private_openssh.clone(),
         host_key_public: host.public_openssh.clone(),
     })
-    .map_err(|e| VmError::Setup(e.to_string()))?;
-    let iso = seed::iso::build(&docs).map_err(|e| VmError::Setup(e.to_string()))?;
-    std::fs::write(&vm.seed, iso).map_err(io(vm.seed.display()))?;
+    .map_err(VmError::Seed)?;
+    let iso = seed::iso::build(&docs).map_err(VmError::SeedIso)?;
+    // The seed carries the VM's SSH host private key: readable by the owner only.
+    workspace::write_private(&vm.seed, &iso)?;
 
     let (_, vars_template) = firmware_code(p, &vm)?;
     if !vm.efi_vars.exists() {
@@ -143,13 +209,14 @@ pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> 
             .arg(&tmp)
             .arg(format!("{}G", p.disk_gib))
             .output()
-            .map_err(|e| VmError::Setup(format!("qemu-img: {e} (install qemu-utils / qemu)")))?;
+            .map_err(|source| VmError::Spawn {
+                program: "qemu-img".into(),
+                hint: "install qemu-utils (Debian) or qemu (Homebrew)",
+                source,
+            })?;
         if !out.status.success() {
             let _ = std::fs::remove_file(&tmp);
-            return Err(VmError::Setup(format!(
-                "qemu-img create failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
+            return Err(VmError::QemuImg { stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
         }
         std::fs::rename(&tmp, &vm.disk).map_err(io(vm.disk.display()))?;
     }
@@ -168,6 +235,18 @@ pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> 
     // state.json last: its presence means the VM is complete.
     save_state(&vm, &state)?;
     Ok(state)
+}
+
+/// The VM's disk is an overlay on the cached image: without it QEMU cannot open the disk.
+pub fn ensure_backing_image(state: &VmState) -> Result<(), VmError> {
+    if state.image_path.is_file() {
+        return Ok(());
+    }
+    Err(VmError::BackingImageMissing {
+        vm: state.name.clone(),
+        path: state.image_path.clone(),
+        sha256: state.image_sha256.clone(),
+    })
 }
 
 /// `qcow2` or `raw`, from the file's magic.
@@ -271,29 +350,89 @@ pub fn serial_tail(vm: &VmPaths, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// The boot phases `start` waits through, in order.
-pub const PHASES: [&str; 6] = ["qemu", "firmware", "kernel", "sshd", "login", "cloud-init"];
+/// The boot phases `start` waits through, in order (the order is the derive's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootPhase {
+    /// QEMU answers on QMP and the guest runs.
+    Qemu,
+    /// The firmware writes to the serial port.
+    Firmware,
+    /// The kernel has started (serial output says so).
+    Kernel,
+    /// sshd answers with its banner on the forward.
+    Sshd,
+    /// The workspace key logs in.
+    Login,
+    /// cloud-init has finished.
+    CloudInit,
+}
 
-fn hint(phase: &str, accel: ResolvedAccel) -> String {
-    match phase {
-        "qemu" => "QEMU did not answer on its QMP socket; check `sysmonvm doctor`".into(),
-        "firmware" => "no output from the firmware on the serial port: wrong or corrupt edk2 files? see firmware-notes/".into(),
-        "kernel" => "the firmware ran but no kernel started: does the image boot under UEFI (shim/edk2 versions, see firmware-notes/)?".into(),
-        "sshd" if accel == ResolvedAccel::Tcg => "under tcg a boot takes minutes; raise --timeout, or check the network config in the serial log".into(),
-        "sshd" => "the kernel booted but sshd does not answer: look for cloud-init or network errors in the serial log".into(),
-        "login" => "sshd answers but refuses the workspace key: the seed (cloud-init) did not create the user".into(),
-        _ => "cloud-init has not finished: run `sysmonvm vm ssh -- sudo cloud-init status --long`".into(),
+impl BootPhase {
+    pub const ALL: [BootPhase; 6] = [
+        BootPhase::Qemu,
+        BootPhase::Firmware,
+        BootPhase::Kernel,
+        BootPhase::Sshd,
+        BootPhase::Login,
+        BootPhase::CloudInit,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BootPhase::Qemu => "qemu",
+            BootPhase::Firmware => "firmware",
+            BootPhase::Kernel => "kernel",
+            BootPhase::Sshd => "sshd",
+            BootPhase::Login => "login",
+            BootPhase::CloudInit => "cloud-init",
+        }
+    }
+
+    fn next(self) -> Option<BootPhase> {
+        BootPhase::ALL.iter().copied().find(|p| *p > self)
+    }
+
+    /// What to look at when the boot is stuck here.
+    fn hint(self, accel: ResolvedAccel) -> &'static str {
+        match self {
+            BootPhase::Qemu => "QEMU did not answer on its QMP socket; check `sysmonvm doctor`",
+            BootPhase::Firmware => {
+                "no output from the firmware on the serial port: wrong or corrupt edk2 files? see firmware-notes/"
+            }
+            BootPhase::Kernel => {
+                "the firmware ran but no kernel started: does the image boot under UEFI (shim/edk2 versions, see firmware-notes/)?"
+            }
+            BootPhase::Sshd if accel == ResolvedAccel::Tcg => {
+                "under tcg a boot takes minutes; raise --timeout, or check the network config in the serial log"
+            }
+            BootPhase::Sshd => {
+                "the kernel booted but sshd does not answer: look for cloud-init or network errors in the serial log"
+            }
+            BootPhase::Login => {
+                "sshd answers but refuses the workspace key: the seed (cloud-init) did not create the user"
+            }
+            BootPhase::CloudInit => {
+                "cloud-init has not finished: run `sysmonvm vm ssh -- sudo cloud-init status --long`"
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for BootPhase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
 /// Pure: which phase the serial output proves was reached.
-pub fn serial_phase(serial: &str) -> &'static str {
+pub fn serial_phase(serial: &str) -> BootPhase {
     if serial.contains("Linux version") || serial.contains("Booting Linux") || serial.contains("EFI stub") {
-        "kernel"
+        BootPhase::Kernel
     } else if !serial.trim().is_empty() {
-        "firmware"
+        BootPhase::Firmware
     } else {
-        "qemu"
+        BootPhase::Qemu
     }
 }
 
@@ -304,7 +443,7 @@ pub struct StartReport {
     pub forwards: Vec<(u16, u16)>,
     pub already_running: bool,
     /// Seconds from launch at which each phase was reached.
-    pub phases: Vec<(String, f64)>,
+    pub phases: Vec<(BootPhase, f64)>,
     pub argv: Vec<String>,
 }
 
@@ -341,11 +480,12 @@ pub fn ssh_target(ws: &Workspace, vm: &VmPaths, state: &VmState) -> Result<SshTa
 pub async fn connect(ws: &Workspace, vm: &VmPaths) -> Result<(VmState, SshSession), VmError> {
     let state = load_state(vm)?;
     if running_pid(vm).is_none() {
-        return Err(VmError::Setup(format!("VM {} is not running (start it with `sysmonvm up`)", vm.name)));
+        return Err(VmError::NotRunning(vm.name.clone()));
     }
     let target = ssh_target(ws, vm, &state)?;
-    let session =
-        SshSession::connect(&target, Duration::from_secs(30)).await.map_err(|e| VmError::Setup(e.to_string()))?;
+    let session = SshSession::connect(&target, Duration::from_secs(30))
+        .await
+        .map_err(|source| VmError::Ssh { vm: vm.name.clone(), source })?;
     Ok((state, session))
 }
 
@@ -370,9 +510,9 @@ pub async fn start(
     ws: &Workspace,
     name: &str,
     opts: &StartOptions,
-    mut on_phase: impl FnMut(&str, f64),
+    mut on_phase: impl FnMut(BootPhase, f64),
 ) -> Result<StartReport, VmError> {
-    let vm = ws.vm(name).map_err(|e| VmError::Setup(e.to_string()))?;
+    let vm = ws.vm(name)?;
     let mut state = load_state(&vm)?;
     if running_pid(&vm).is_some() {
         // Already running (perhaps an earlier start was interrupted while it waited): launch
@@ -392,6 +532,7 @@ pub async fn start(
         });
     }
     reconcile(&vm);
+    ensure_backing_image(&state)?;
     let (code, _) = firmware_code(&state.profile, &vm)?;
     let (ssh_port, forwards) = choose_ports(&state)?;
     let plan =
@@ -405,12 +546,10 @@ pub async fn start(
         .stdin(std::process::Stdio::null())
         .output()
         .await
-        .map_err(|e| {
-            VmError::Setup(format!(
-                "cannot run {}: {e} ({})",
-                args[0],
-                crate::qemu::firmware::install_hint(state.profile.arch)
-            ))
+        .map_err(|source| VmError::Spawn {
+            program: args[0].clone(),
+            hint: crate::qemu::firmware::install_hint(state.profile.arch),
+            source,
         })?;
     if !out.status.success() {
         return Err(VmError::QemuExited {
@@ -425,20 +564,26 @@ pub async fn start(
     save_state(&vm, &state)?;
 
     let mut phases = Vec::new();
-    let mut reached = |phase: &'static str, phases: &mut Vec<(String, f64)>| {
+    let mut reached = |phase: BootPhase, phases: &mut Vec<(BootPhase, f64)>| {
         let t = launched.elapsed().as_secs_f64();
-        phases.push((phase.to_string(), t));
+        phases.push((phase, t));
         on_phase(phase, t);
     };
     // QEMU up: QMP answers and the guest runs (an accelerator failure shows here as internal-error).
     let mut qmp = QmpClient::connect(&vm.qmp_socket, Duration::from_secs(10))
         .await
-        .map_err(|e| stuck("qemu", launched, &vm, opts.accel, &e.to_string()))?;
-    let st = qmp.query_status().await.map_err(|e| stuck("qemu", launched, &vm, opts.accel, &e.to_string()))?;
+        .map_err(|e| stuck(BootPhase::Qemu, launched, &vm, opts.accel, &e.to_string()))?;
+    let st = qmp.query_status().await.map_err(|e| stuck(BootPhase::Qemu, launched, &vm, opts.accel, &e.to_string()))?;
     if !st.running && st.status != "prelaunch" {
-        return Err(stuck("qemu", launched, &vm, opts.accel, &format!("QMP says the guest is `{}`", st.status)));
+        return Err(stuck(
+            BootPhase::Qemu,
+            launched,
+            &vm,
+            opts.accel,
+            &format!("QMP says the guest is `{}`", st.status),
+        ));
     }
-    reached("qemu", &mut phases);
+    reached(BootPhase::Qemu, &mut phases);
     drop(qmp);
     if !opts.wait {
         return Ok(StartReport { accel: opts.accel, ssh_port, forwards, already_running: false, phases, argv: args });
@@ -456,18 +601,29 @@ pub async fn wait_ready(
     state: &VmState,
     launched: Instant,
     opts: &StartOptions,
-    phases: &mut Vec<(String, f64)>,
-    on_phase: &mut impl FnMut(&str, f64),
+    phases: &mut Vec<(BootPhase, f64)>,
+    on_phase: &mut impl FnMut(BootPhase, f64),
 ) -> Result<(), VmError> {
     let ssh_port = state.ssh_port.unwrap_or(0);
-    let mut reached = |phase: &'static str, phases: &mut Vec<(String, f64)>| {
+    let mut reached = |phase: BootPhase, phases: &mut Vec<(BootPhase, f64)>| {
         let t = launched.elapsed().as_secs_f64();
-        phases.push((phase.to_string(), t));
+        phases.push((phase, t));
         on_phase(phase, t);
     };
     let deadline = launched + opts.timeout;
-    let mut seen = 1; // index into PHASES of the next phase to report
+    // The next phase to report: `qemu` was reported by the launch.
+    let mut next = BootPhase::Firmware;
     let target = ssh_target(ws, vm, state)?;
+    // Reports every phase up to and including `upto` not reported yet.
+    let mut reach_upto = |upto: BootPhase, next: &mut BootPhase, phases: &mut Vec<(BootPhase, f64)>| {
+        while *next <= upto {
+            reached(*next, phases);
+            match next.next() {
+                Some(n) => *next = n,
+                None => break,
+            }
+        }
+    };
     loop {
         if running_pid(vm).is_none() {
             return Err(VmError::QemuExited {
@@ -478,48 +634,42 @@ pub async fn wait_ready(
         }
         let serial =
             std::fs::read(&vm.serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-        let by_serial = PHASES.iter().position(|p| *p == serial_phase(&serial)).unwrap_or(0);
-        while seen <= by_serial.min(2) {
-            reached(PHASES[seen], phases);
-            seen += 1;
+        let by_serial = serial_phase(&serial);
+        if by_serial >= BootPhase::Firmware {
+            reach_upto(by_serial, &mut next, phases);
         }
         // Some images print nothing on the serial port: after a few seconds, probe sshd anyway.
-        let probe_ssh = seen >= 3 || Instant::now() > launched + Duration::from_secs(5);
+        let probe_ssh = next > BootPhase::Kernel || Instant::now() > launched + Duration::from_secs(5);
         if probe_ssh && sshd_answers(ssh_port).await {
-            while seen <= 3 {
-                reached(PHASES[seen], phases);
-                seen += 1;
-            }
+            reach_upto(BootPhase::Sshd, &mut next, phases);
             if let Ok(session) = SshSession::connect(&target, Duration::from_secs(15)).await {
-                if seen == 4 {
-                    reached("login", phases);
-                    seen = 5;
-                }
-                let done = session
-                    .exec("test -f /var/lib/cloud/instance/boot-finished || cloud-init status 2>/dev/null | grep -q 'status: done'")
-                    .await
-                    .is_ok_and(|o| o.status == 0);
+                reach_upto(BootPhase::Login, &mut next, phases);
+                let done = session.exec(CLOUD_INIT_DONE).await.is_ok_and(|o| o.status == 0);
                 session.close().await;
                 if done {
-                    reached("cloud-init", phases);
+                    reach_upto(BootPhase::CloudInit, &mut next, phases);
                     return Ok(());
                 }
             }
         }
         if Instant::now() > deadline {
-            return Err(stuck(PHASES[seen.min(PHASES.len() - 1)], launched, vm, opts.accel, "timed out"));
+            return Err(stuck(next, launched, vm, opts.accel, "timed out"));
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
-fn stuck(phase: &'static str, launched: Instant, vm: &VmPaths, accel: ResolvedAccel, why: &str) -> VmError {
+/// Exit status 0 once cloud-init has finished in the guest.
+const CLOUD_INIT_DONE: &str =
+    "test -f /var/lib/cloud/instance/boot-finished || cloud-init status 2>/dev/null | grep -q 'status: done'";
+
+fn stuck(phase: BootPhase, launched: Instant, vm: &VmPaths, accel: ResolvedAccel, why: &str) -> VmError {
     VmError::Stuck {
         phase,
         waited: launched.elapsed(),
         serial: vm.serial_log.display().to_string(),
         tail: serial_tail(vm, 25),
-        hint: format!("{} ({why})", hint(phase, accel)),
+        hint: format!("{} ({why})", phase.hint(accel)),
     }
 }
 
@@ -664,8 +814,13 @@ mod tests {
 
     #[test]
     fn phases_from_serial_output() {
-        assert_eq!(serial_phase(""), "qemu");
-        assert_eq!(serial_phase("BdsDxe: loading Boot0001"), "firmware");
-        assert_eq!(serial_phase("EFI stub: Booting Linux Kernel...\n[    0.000000] Linux version 6.1.0"), "kernel");
+        assert_eq!(serial_phase(""), BootPhase::Qemu);
+        assert_eq!(serial_phase("BdsDxe: loading Boot0001"), BootPhase::Firmware);
+        assert_eq!(
+            serial_phase("EFI stub: Booting Linux Kernel...\n[    0.000000] Linux version 6.1.0"),
+            BootPhase::Kernel
+        );
+        assert_eq!(BootPhase::CloudInit.as_str(), "cloud-init");
+        assert_eq!(serde_json::to_string(&BootPhase::CloudInit).unwrap(), "\"cloud-init\"");
     }
 }

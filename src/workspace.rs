@@ -25,6 +25,8 @@ pub struct VmPaths {
     pub dir: PathBuf,
     pub disk: PathBuf,
     pub efi_vars: PathBuf,
+    /// The padded firmware code copy (aarch64 `virt` needs a 64 MiB pflash).
+    pub efi_code: PathBuf,
     pub seed: PathBuf,
     pub host_key: PathBuf,
     pub host_key_pub: PathBuf,
@@ -35,6 +37,8 @@ pub struct VmPaths {
     pub serial_log: PathBuf,
     pub lock: PathBuf,
     pub state: PathBuf,
+    /// Where `validate` writes its report by default.
+    pub validate_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -116,6 +120,7 @@ impl Workspace {
             name: name.to_string(),
             disk: f("disk.qcow2"),
             efi_vars: f("efi-vars.fd"),
+            efi_code: f("efi-code.fd"),
             seed: f("cidata.iso"),
             host_key: f("ssh_host_ed25519_key"),
             host_key_pub: f("ssh_host_ed25519_key.pub"),
@@ -126,6 +131,7 @@ impl Workspace {
             serial_log: f("serial.log"),
             lock: f("vm.lock"),
             state: f("state.json"),
+            validate_dir: f("validate"),
             dir,
         })
     }

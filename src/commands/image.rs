@@ -1,81 +1,34 @@
-use super::print_json;
+//! `image fetch|list|verify|prune`.
+
+use super::render::{Terminal, block_on, print_json};
 use crate::{Exit, ImageCommand, SourceArgs};
-use anyhow::{Context, bail};
-use indicatif::{ProgressBar, ProgressStyle};
-use std::io::IsTerminal;
-use sysmonvm::image::cache::ImageCache;
-use sysmonvm::image::download::Progress;
-use sysmonvm::image::{self, ImageSource, KeySource};
-use sysmonvm::profile;
+use sysmonvm::exit;
+use sysmonvm::image::{ImageSource, KeySource};
+use sysmonvm::ops::image::{self, FetchSource};
 use sysmonvm::workspace::Workspace;
 
-/// An indicatif bar on a terminal; hidden under --json or when stderr is not a terminal.
-struct Bar(ProgressBar);
-
-impl Bar {
-    fn new(json: bool) -> Bar {
-        if json || !std::io::stderr().is_terminal() {
-            return Bar(ProgressBar::hidden());
-        }
-        Bar(ProgressBar::new(0))
-    }
-}
-
-impl Progress for Bar {
-    fn start(&self, url: &str, total: Option<u64>, already: u64) {
-        let style = ProgressStyle::with_template("{msg}\n{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}")
-            .expect("static template");
-        self.0.set_style(style);
-        self.0.set_length(total.unwrap_or(0));
-        self.0.set_position(already);
-        self.0.set_message(if already > 0 { format!("resuming {url}") } else { format!("downloading {url}") });
-    }
-    fn advance(&self, bytes: u64) {
-        self.0.inc(bytes);
-    }
-    fn finish(&self) {
-        self.0.finish_and_clear();
-    }
-}
-
-fn source(ws: &Workspace, args: &SourceArgs) -> anyhow::Result<ImageSource> {
-    if let Some(url) = &args.url {
-        if args.checksum_url.is_none() && args.sha256.is_none() {
-            bail!("--url needs --checksum-url or --sha256: downloads are always verified");
-        }
-        return Ok(ImageSource {
-            url: Some(url.clone()),
+fn source(args: SourceArgs) -> FetchSource {
+    match args.url {
+        Some(url) => FetchSource::Explicit(ImageSource {
+            url: Some(url),
             path: None,
-            checksum_url: args.checksum_url.clone(),
-            sha256: args.sha256.as_ref().map(|s| s.to_ascii_lowercase()),
-            signature_url: args.signature_url.clone(),
-            key: args.keyring.clone().map(KeySource::File),
-            key_fingerprint: args.key_fingerprint.clone(),
-            mirrors: args.mirrors.clone(),
-        });
+            checksum_url: args.checksum_url,
+            sha256: args.sha256.map(|s| s.to_ascii_lowercase()),
+            signature_url: args.signature_url,
+            key: args.keyring.map(KeySource::File),
+            key_fingerprint: args.key_fingerprint,
+            mirrors: args.mirrors,
+        }),
+        None => FetchSource::Profile(args.profile),
     }
-    let name = args.profile.clone().unwrap_or_else(|| default_profile().to_string());
-    let p = profile::load(&name, Some(&ws.profiles_dir()))?;
-    Ok(ImageSource::from_profile(&p))
-}
-
-/// The profile used when none is named: hvf on Apple Silicon, else the host's architecture.
-pub fn default_profile() -> &'static str {
-    if std::env::consts::ARCH == "aarch64" { "almalinux-9-aarch64" } else { "almalinux-9-x86_64" }
 }
 
 pub fn run(ws: &Workspace, cmd: ImageCommand, json: bool) -> Exit {
-    let cache = ImageCache::new(ws.images_dir());
     match cmd {
         ImageCommand::Fetch(args) => {
-            let src = source(ws, &args)?;
-            let bar = Bar::new(json);
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-            let fetched = rt
-                .block_on(image::fetch(&src, &cache, &bar, |who| {
-                    eprintln!("waiting for {who} (downloading the same image)")
-                }))
-                .context("image fetch")?;
+            let sink = Terminal::new(json, false);
+            let fetched = block_on(image::fetch(ws, &source(args), &sink))??;
+            drop(sink);
             if json {
                 print_json(&fetched)?;
             } else {
@@ -84,24 +37,23 @@ pub fn run(ws: &Workspace, cmd: ImageCommand, json: bool) -> Exit {
                     "sha256 {} ({} bytes, {}{})",
                     fetched.sha256,
                     fetched.size,
-                    if fetched.source == "cache" { "from the cache, re-hashed" } else { "downloaded" },
-                    if fetched.signature_verified {
-                        format!(", CHECKSUM signed by {}", fetched.key_fingerprint.as_deref().unwrap_or("?"))
-                    } else {
-                        String::new()
+                    if fetched.from_cache() { "from the cache, re-hashed" } else { "downloaded" },
+                    match (&fetched.signature_verified, &fetched.key_fingerprint) {
+                        (true, f) => format!(", CHECKSUM signed by {}", f.as_deref().unwrap_or("?")),
+                        (false, _) => String::new(),
                     }
                 );
             }
         }
         ImageCommand::List => {
-            let list = cache.list();
+            let list = image::list(ws);
             if json {
                 print_json(&list)?;
             } else {
                 for i in &list {
                     println!(
                         "{}  {:>12}  {}  {}",
-                        &i.meta.sha256[..16],
+                        &i.meta.sha256[..16.min(i.meta.sha256.len())],
                         i.meta.size,
                         i.meta.fetched_at,
                         i.path.display()
@@ -110,34 +62,41 @@ pub fn run(ws: &Workspace, cmd: ImageCommand, json: bool) -> Exit {
             }
         }
         ImageCommand::Verify => {
-            let mut rows = Vec::new();
-            let mut bad = 0;
-            for i in cache.list() {
-                let ok = cache.verify(&i)?;
-                bad += usize::from(!ok);
-                rows.push(serde_json::json!({ "path": i.path, "sha256": i.meta.sha256, "ok": ok }));
-            }
+            let r = image::verify(ws)?;
             if json {
-                print_json(&rows)?;
+                print_json(&r)?;
             } else {
-                for r in &rows {
-                    println!("{}  {}", if r["ok"] == true { "ok " } else { "BAD" }, r["path"].as_str().unwrap_or(""));
+                for i in &r.images {
+                    println!("{}  {}", if i.ok { "ok " } else { "BAD" }, i.path.display());
                 }
             }
-            return Ok(if bad > 0 { 1 } else { 0 });
+            return Ok(r.exit_status);
         }
-        ImageCommand::Prune => {
-            // No VM records which image backs it yet (the lifecycle commands come next), so
-            // nothing is kept but what is being downloaded right now (entries are locked).
-            let removed = cache.prune(&[])?;
+        ImageCommand::Prune { all, yes } => {
+            let plan = image::prune_plan(ws)?;
+            if all && !plan.kept.is_empty() && !yes {
+                for k in &plan.kept {
+                    eprintln!("{} is the backing image of VM {}", k.path.display(), k.used_by.join(", "));
+                }
+                if !super::render::confirm(
+                    "delete these images too? Those VMs cannot boot until `up` fetches them again",
+                    "prune --all deletes images that VMs use; name them with --yes to confirm",
+                )? {
+                    return Ok(exit::ERROR);
+                }
+            }
+            let r = image::prune(ws, all)?;
             if json {
-                print_json(&removed)?;
+                print_json(&r)?;
             } else {
-                for r in &removed {
-                    println!("removed {}", r.display());
+                for p in &r.removed {
+                    println!("removed {}", p.display());
+                }
+                for k in &r.kept {
+                    println!("kept    {} (used by VM {})", k.path.display(), k.used_by.join(", "));
                 }
             }
         }
     }
-    Ok(0)
+    Ok(exit::OK)
 }

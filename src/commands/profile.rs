@@ -1,46 +1,33 @@
-use super::print_json;
+//! `profile list|show`.
+
+use super::render::print_json;
 use crate::{Exit, ProfileCommand};
-use sysmonvm::profile;
+use sysmonvm::exit;
+use sysmonvm::ops::profile;
 use sysmonvm::workspace::Workspace;
 
 pub fn run(ws: &Workspace, cmd: ProfileCommand, json: bool) -> Exit {
-    let extra = ws.profiles_dir();
     match cmd {
         ProfileCommand::List => {
-            let mut rows = Vec::new();
-            for name in profile::builtin_names().map(String::from).chain(profile::workspace_names(Some(&extra))) {
-                match profile::load(&name, Some(&extra)) {
-                    Ok(p) => rows.push(serde_json::json!({
-                        "name": p.name, "arch": p.arch.as_str(), "source": p.source,
-                        "description": p.description,
-                    })),
-                    Err(e) => rows.push(serde_json::json!({ "name": name, "error": e.to_string() })),
-                }
-            }
+            let rows = profile::list(ws);
             if json {
                 print_json(&rows)?;
             } else {
                 for r in &rows {
-                    let desc = r["description"].as_str().or(r["error"].as_str()).unwrap_or("");
-                    println!(
-                        "{:<24} {:<8} {desc}",
-                        r["name"].as_str().unwrap_or(""),
-                        r["arch"].as_str().unwrap_or("?")
-                    );
+                    let desc = r.description.as_deref().or(r.error.as_deref()).unwrap_or("");
+                    println!("{:<24} {:<8} {desc}", r.name, r.arch.as_deref().unwrap_or("?"));
                 }
             }
         }
         ProfileCommand::Show { profile: name } => {
-            let p = profile::load(&name, Some(&extra))?;
+            let p = profile::show(ws, &name)?;
             if json {
-                let mut v = serde_json::to_value(&p)?;
-                v["source"] = serde_json::Value::String(p.source.clone());
-                print_json(&v)?;
+                print_json(&p)?;
             } else {
                 println!("# {}", p.source);
-                print!("{}", serde_yaml::to_string(&p)?);
+                print!("{}", serde_yaml::to_string(&p.profile)?);
             }
         }
     }
-    Ok(0)
+    Ok(exit::OK)
 }

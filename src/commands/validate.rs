@@ -1,167 +1,34 @@
-//! Executor for `sysmonvm validate`: points the guest's collector at a host OTLP receiver and at
-//! the throttle cgroup, measures the clock offset, runs each phase (load, reference loop, perf,
-//! and snapshots through the forward, side by side), restores the collector, then hands the
-//! readings to the pure checks and writes the report.
+//! `validate`.
 
-use super::guest::{install_vm, runtime};
-use super::print_json;
-use crate::{Exit, InstallArgs, ValidateArgs};
-use anyhow::{Context, bail};
-use std::time::{Duration, Instant};
-use sysmon_collector::snapshot::Snapshot;
-use sysmonvm::ssh::SshSession;
-use sysmonvm::validate::checks::{self, HostPoint, Inputs, PhaseWindow};
-use sysmonvm::validate::receiver::unix_now as now;
-use sysmonvm::validate::{self, perfstat, receiver, refs, report};
-use sysmonvm::vm;
+use super::render::{Terminal, block_on, print_json, safe};
+use crate::{Exit, ValidateArgs};
+use sysmonvm::ops::validate::{ValidateRequest, validate};
+use sysmonvm::validate::checks::Verdict;
 use sysmonvm::workspace::Workspace;
 
-fn rfc3339(t: f64) -> String {
-    sysmon_collector::host::rfc3339((t * 1e9) as u64)
-}
-
-async fn guest_text(session: &SshSession, cmd: &str) -> anyhow::Result<String> {
-    let o = session.exec(cmd).await?;
-    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
-}
-
-/// Snapshots from the collector through the host forward, once per interval, until `until`.
-async fn poll_snapshots(url: &str, interval: Duration, until: Instant) -> Vec<Snapshot> {
-    let client = sysmonvm::image::download::client();
-    let mut out = Vec::new();
-    while Instant::now() < until {
-        let tick = Instant::now();
-        if let Ok(r) = client.get(url).timeout(Duration::from_secs(5)).send().await
-            && let Ok(bytes) = r.bytes().await
-            && let Ok(s) = serde_json::from_slice::<Snapshot>(&bytes)
-        {
-            out.push(s);
-        }
-        tokio::time::sleep(interval.saturating_sub(tick.elapsed())).await;
-    }
-    out
-}
-
 pub fn run(ws: &Workspace, a: ValidateArgs, json: bool) -> Exit {
-    let name = super::vm::pick(ws, a.name.clone())?;
-    let phases = validate::parse_phases(&a.phases).map_err(anyhow::Error::msg)?;
-    let tolerance = validate::parse_percent(&a.tolerance).map_err(anyhow::Error::msg)?;
-    let quota = validate::parse_percent(&a.throttle_quota).map_err(anyhow::Error::msg)?;
-    anyhow::ensure!(!phases.is_empty(), "--phases names no phase");
-    anyhow::ensure!(a.duration_per_phase >= Duration::from_secs(5), "--duration-per-phase must be at least 5s");
-    let report_dir =
-        a.report.clone().unwrap_or_else(|| ws.vm(&name).map(|p| p.dir.join("validate")).unwrap_or_default());
-    let _lock = super::vm::lock_vm(ws, &name)?;
-    let rt = runtime()?;
-    let say = |m: String| {
-        if !json {
-            eprintln!("{m}");
-        }
+    let req = ValidateRequest {
+        name: a.name,
+        phases: a.phases.0,
+        duration_per_phase: a.duration_per_phase,
+        interval: a.interval,
+        tolerance_pct: a.tolerance,
+        throttle_quota_pct: a.throttle_quota,
+        report_dir: a.report,
+        require_frequency: a.require_frequency,
     };
-    let (r, rows) = rt.block_on(async {
-        let paths = ws.vm(&name)?;
-        let state = vm::load_state(&paths)?;
-        let fwd = vm::forwarded(&state, state.profile.collector.port).with_context(|| {
-            format!(
-                "the profile forwards no host port to the collector's port {}: validate reads it through that forward",
-                state.profile.collector.port
-            )
-        })?;
-        let started = now();
-
-        // The collector pushes OTLP to us and also reports the throttle cgroup while we run.
-        let recv = receiver::start().await.context("starting the OTLP receiver on 127.0.0.1")?;
-        say(format!("validate: OTLP receiver on 127.0.0.1:{} (the guest sends to 10.0.2.2:{})", recv.port, recv.port));
-        let configure = InstallArgs {
-            name: Some(name.clone()),
-            otlp_endpoint: Some(format!("http://10.0.2.2:{}", recv.port)),
-            cgroups: vec![validate::THROTTLE_CGROUP.into()],
-            ..Default::default()
-        };
-        install_vm(ws, &name, &configure, true).await.context("pointing the collector at the receiver")?;
-
-        let result = measure(ws, &paths, &phases, &a, quota, fwd, &say).await;
-
-        // Put the collector back as `up` installs it, whatever happened.
-        let restore =
-            install_vm(ws, &name, &InstallArgs { name: Some(name.clone()), ..Default::default() }, true).await;
-        let Measured {
-            windows,
-            snapshots,
-            refs: ref_samples,
-            perf,
-            perf_missing,
-            offset,
-            host: host_points,
-            host_missing,
-        } = result?;
-        restore.context("restoring the collector's configuration")?;
-
-        let otlp: Vec<(f64, f64)> = recv
-            .arrivals
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .map(|(arr, t, _)| (*arr, t - offset.0))
-            .collect();
-        let interval = a.interval.as_secs_f64();
-        let inputs = Inputs {
-            phases: &windows,
-            collector: &snapshots,
-            refs: &ref_samples,
-            perf: &perf,
-            perf_missing,
-            interval,
-            warmup: (3.0 * interval).max(3.0),
-            tolerance,
-            throttle_cgroup: validate::THROTTLE_CGROUP,
-            throttle_quota_pct: quota,
-            otlp: &otlp,
-            latency_limit: 15.0,
-            host: &host_points,
-            host_missing,
-        };
-        let mut all = checks::all(&inputs);
-        let status = checks::exit_status(&mut all, a.require_frequency);
-        let rows = report::rows(&inputs);
-        let finished = now();
-        let r = report::Report {
-            schema: report::SCHEMA.into(),
-            run_id: format!("{}-{}", name, rfc3339(started).replace([':', '.'], "")),
-            started: rfc3339(started),
-            finished: rfc3339(finished),
-            vm: name.clone(),
-            profile: state.profile.name.clone(),
-            accel: state.accel.map(|x| x.as_str().to_string()).unwrap_or_default(),
-            settings: report::Settings {
-                phases: phases.iter().map(|p| p.as_str().to_string()).collect(),
-                duration_per_phase_s: a.duration_per_phase.as_secs_f64(),
-                interval_s: interval,
-                warmup_s: inputs.warmup,
-                tolerance_pct: tolerance,
-                latency_limit_s: inputs.latency_limit,
-                throttle_quota_pct: quota,
-                require_frequency: a.require_frequency,
-            },
-            phases: windows.clone(),
-            clock_offset_s: offset.0,
-            clock_offset_uncertainty_s: offset.1,
-            summary: report::Summary::of(&all, status),
-            rollups: report::rollups(&rows),
-            checks: all,
-        };
-        anyhow::Ok((r, rows))
-    })?;
-    report::write(&report_dir, &r, &rows).with_context(|| format!("writing the report to {}", report_dir.display()))?;
+    let sink = Terminal::new(json, false);
+    let out = block_on(validate(ws, &req, &sink))??;
+    let r = &out.report;
     if json {
-        print_json(&r)?;
+        print_json(&out)?;
     } else {
         for c in &r.checks {
             let v = match c.verdict {
-                checks::Verdict::Pass => "pass",
-                checks::Verdict::Fail => "FAIL",
-                checks::Verdict::NotComparable => "n/c",
-                checks::Verdict::Info => "info",
+                Verdict::Pass => "pass",
+                Verdict::Fail => "FAIL",
+                Verdict::NotComparable => "n/c",
+                Verdict::Info => "info",
             };
             let err =
                 c.error.as_ref().map(|e| format!("p95 {:.2} max {:.2} {}", e.p95, e.max, c.unit)).unwrap_or_default();
@@ -171,7 +38,7 @@ pub fn run(ws: &Workspace, a: ValidateArgs, json: bool) -> Exit {
                 c.phase.as_deref().unwrap_or("all"),
                 format!("{} vs {}", c.cpu.as_deref().unwrap_or("-"), c.reference),
                 err,
-                c.reason.as_deref().unwrap_or("")
+                safe(c.reason.as_deref().unwrap_or(""))
             );
         }
         println!(
@@ -180,178 +47,8 @@ pub fn run(ws: &Workspace, a: ValidateArgs, json: bool) -> Exit {
             r.summary.pass,
             r.summary.fail,
             r.summary.not_comparable,
-            report_dir.display()
+            out.report_dir.display()
         );
     }
     Ok(r.summary.exit_status)
-}
-
-struct Measured {
-    windows: Vec<PhaseWindow>,
-    snapshots: Vec<Snapshot>,
-    refs: Vec<refs::RefSample>,
-    perf: Vec<perfstat::PerfInterval>,
-    perf_missing: Option<String>,
-    /// Guest minus host clock, and its uncertainty.
-    offset: (f64, f64),
-    host: Vec<HostPoint>,
-    host_missing: Option<String>,
-}
-
-/// The host's own CPUs over `d`: the collector's library on Linux, powermetrics on macOS (root,
-/// or `sudo -n` with the sudoers rule in the README). Times are on the host's clock.
-fn sample_host(d: Duration, iv: Duration) -> Result<Vec<HostPoint>, String> {
-    if cfg!(target_os = "macos") {
-        let n = (d.as_secs_f64() / iv.as_secs_f64()).floor().max(1.0) as u64;
-        let argv = sysmonvm::host::powermetrics_argv(iv.as_millis() as u64, Some(n), sysmonvm::host::is_root());
-        let started = now();
-        let out = std::process::Command::new(&argv[0]).args(&argv[1..]).output().map_err(|e| e.to_string())?;
-        if !out.status.success() {
-            return Err("powermetrics needs root (see README, \"Host monitor\", for the sudoers rule)".into());
-        }
-        let (samples, _) = sysmonvm::host::powermetrics::parse_stream(&out.stdout);
-        let mut points = Vec::new();
-        for (k, s) in samples.iter().enumerate() {
-            let t = started + (k + 1) as f64 * iv.as_secs_f64();
-            for c in &s.clusters {
-                if let Some(hz) = c.freq_hz {
-                    points.push(HostPoint { time: t, name: c.name.clone(), source: "host powermetrics".into(), hz });
-                }
-            }
-        }
-        return Ok(points);
-    }
-    use sysmon_collector::sampler::{Sampler, SamplerOptions};
-    let mut sampler = Sampler::new(
-        sysmon_collector::roots::Roots::under(std::path::Path::new("/")),
-        SamplerOptions { perf: false, cgroups: vec![] },
-    );
-    let until = Instant::now() + d;
-    let mut points = Vec::new();
-    let mut first = true;
-    while Instant::now() + iv <= until {
-        let snap = if first {
-            sampler.sample_over(iv)
-        } else {
-            std::thread::sleep(iv);
-            sampler.sample()
-        };
-        first = false;
-        for c in &snap.cpus {
-            if let Some(hz) = c.frequency_hz {
-                points.push(HostPoint {
-                    time: checks::snapshot_time(&snap),
-                    name: c.cpu.clone(),
-                    source: format!("host {}", c.frequency_source.as_str()),
-                    hz,
-                });
-            }
-        }
-    }
-    if points.is_empty() { Err("the host reports no CPU frequency".into()) } else { Ok(points) }
-}
-
-async fn measure(
-    ws: &Workspace,
-    paths: &sysmonvm::workspace::VmPaths,
-    phases: &[checks::PhaseKind],
-    a: &ValidateArgs,
-    quota: f64,
-    fwd: u16,
-    say: &impl Fn(String),
-) -> anyhow::Result<Measured> {
-    let (_, session) = vm::connect(ws, paths).await?;
-    // Guest clock minus host clock, from the probe with the shortest round trip.
-    let mut probes = Vec::new();
-    for _ in 0..5 {
-        let before = now();
-        let g = guest_text(&session, "date +%s.%N").await?;
-        let after = now();
-        if let Ok(t) = g.trim().parse::<f64>() {
-            probes.push((before, t, after));
-        }
-    }
-    let offset = validate::clock_offset(&probes).context("could not read the guest's clock")?;
-    say(format!("validate: guest clock {:+.3} s from the host (±{:.3} s)", offset.0, offset.1));
-    if guest_text(&session, "command -v stress-ng || echo missing").await?.trim() == "missing" {
-        bail!("stress-ng is not installed in the guest: run `sysmonvm bootstrap` first");
-    }
-    let url = format!("http://127.0.0.1:{fwd}/v1/snapshot");
-    let (d, iv) = (a.duration_per_phase, a.interval);
-    let mut windows = Vec::new();
-    let mut snapshots: Vec<Snapshot> = Vec::new();
-    let mut ref_samples = Vec::new();
-    let mut perf = Vec::new();
-    let mut perf_missing: Option<String> = None;
-    let mut host: Vec<HostPoint> = Vec::new();
-    let mut host_missing: Option<String> = None;
-    for kind in phases {
-        say(format!("validate: phase {} ({} s)…", kind.as_str(), d.as_secs()));
-        let start = now() + offset.0;
-        let until = Instant::now() + d;
-        let load = async {
-            match validate::load_command(*kind, d, quota) {
-                Some(cmd) => session.exec(&cmd).await.map(Some),
-                None => {
-                    tokio::time::sleep(d).await;
-                    Ok(None)
-                }
-            }
-        };
-        let refs_cmd = validate::refs_command(d, iv)?;
-        let perf_cmd = validate::perf_command(d, iv);
-        let (load, refs_out, perf_out, snaps, host_out) = tokio::join!(
-            load,
-            session.exec(&refs_cmd),
-            session.exec(&perf_cmd),
-            poll_snapshots(&url, iv, until),
-            tokio::task::spawn_blocking(move || sample_host(d, iv))
-        );
-        match host_out.map_err(|e| e.to_string()).and_then(|r| r) {
-            // On the guest's clock, like every other reading.
-            Ok(points) => host.extend(points.into_iter().map(|mut p| {
-                p.time += offset.0;
-                p
-            })),
-            Err(why) => host_missing = Some(why),
-        }
-        // The phase is the load's own span: readings after stress-ng's timeout (the reference loop
-        // and the polling run a little longer) belong to no phase.
-        let end = start + d.as_secs_f64();
-        if let Some(o) = load?
-            && o.status != 0
-        {
-            bail!(
-                "the {} phase's load failed ({}): {}",
-                kind.as_str(),
-                o.status,
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-        }
-        windows.push(PhaseWindow { kind: *kind, start, end });
-        ref_samples.extend(refs::parse(&String::from_utf8_lossy(&refs_out?.stdout)));
-        let perf_text = String::from_utf8_lossy(&perf_out?.stdout).into_owned();
-        let parsed = perfstat::parse(&perf_text);
-        if parsed.intervals.is_empty() {
-            perf_missing = Some(if parsed.unsupported {
-                "no PMU in the guest: perf stat reports cycles <not supported>".into()
-            } else if perf_text.contains("@@perf-missing") || perf_text.contains("not found") {
-                format!("perf stat did not run in the guest: {}", perf_text.lines().next().unwrap_or("").trim())
-            } else {
-                "perf stat counted no cycles".into()
-            });
-        }
-        perf.extend(parsed.intervals.into_iter().map(|mut p| {
-            p.t += start;
-            p
-        }));
-        for s in snaps {
-            if !snapshots.iter().any(|x| x.timestamp_unix_nano == s.timestamp_unix_nano) {
-                snapshots.push(s);
-            }
-        }
-    }
-    session.close().await;
-    snapshots.sort_by_key(|s| s.timestamp_unix_nano);
-    Ok(Measured { windows, snapshots, refs: ref_samples, perf, perf_missing, offset, host, host_missing })
 }

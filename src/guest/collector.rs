@@ -124,6 +124,13 @@ pub fn parse_guest_address(output: &str) -> Option<String> {
 /// The shell command whose output [`parse_guest_address`] reads.
 pub const ADDRESS_PROBE: &str = "ip -4 route get 1.1.1.1 2>/dev/null; echo ---; ip -4 -o addr show scope global";
 
+/// The status probe: the unit's state, the installed binary's sha256 and version, as KEY=VALUE
+/// lines for [`parse_properties`].
+pub fn status_probe() -> Result<crate::guest::command::GuestCommand, crate::templates::TemplateError> {
+    let script = crate::templates::render("collector-status.sh.j2", &names(""))?;
+    Ok(crate::guest::command::GuestCommand::script(script))
+}
+
 #[derive(Serialize)]
 struct Names<'a> {
     user: &'a str,

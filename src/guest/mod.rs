@@ -5,5 +5,6 @@
 
 pub mod bootstrap;
 pub mod collector;
+pub mod command;
 pub mod runner;
 pub mod steps;

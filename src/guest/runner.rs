@@ -5,8 +5,9 @@
 //! connection names the step it interrupted. Re-running continues: finished steps are skipped by
 //! their checks.
 
+use super::command::GuestCommand;
 use super::steps::{Marker, Outcome, Plan, PlanError, parse_marker};
-use crate::ssh::{SshError, SshSession, shell_quote};
+use crate::ssh::{SshError, SshSession};
 use serde::Serialize;
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -136,8 +137,8 @@ pub async fn run(
 ) -> Result<RunReport, RunError> {
     let title = plan.title.clone();
     let started = Instant::now();
-    let sudo = if as_root { "" } else { "sudo -n " };
-    let prepare = format!("{sudo}install -d -m 0700 {GUEST_DIR} {STAGE_DIR}");
+    let prepare =
+        GuestCommand::new("install").args(["-d", "-m", "0700", GUEST_DIR, STAGE_DIR]).as_root(as_root).render();
     let interrupted = |step: Option<String>, e: SshError| RunError::Interrupted {
         title: title.clone(),
         step,
@@ -198,7 +199,7 @@ pub async fn run(
             }
         }
     };
-    let command = format!("{sudo}sh {} </dev/null", shell_quote(&script_path));
+    let command = GuestCommand::new("sh").arg(&script_path).as_root(as_root).stdin_null().render();
     let result = session
         .exec_streaming(&command, None, |_, bytes| {
             pending.push_str(&String::from_utf8_lossy(bytes));

@@ -108,6 +108,13 @@ pub struct FetchedImage {
     pub url: Option<String>,
 }
 
+impl FetchedImage {
+    /// A cache hit (re-hashed), not a download.
+    pub fn from_cache(&self) -> bool {
+        self.source == "cache"
+    }
+}
+
 pub fn file_name_of(url: &str) -> String {
     let path = url.split(['?', '#']).next().unwrap_or(url);
     path.rsplit('/').next().filter(|s| !s.is_empty()).unwrap_or("image").to_string()

@@ -595,10 +595,10 @@ pub fn exit_status(checks: &mut [Check], require_frequency: bool) -> i32 {
         }
     }
     if checks.iter().any(|c| c.verdict == Verdict::Fail) {
-        1
+        crate::exit::ERROR
     } else if !checks.iter().any(|c| c.verdict == Verdict::Pass) {
-        3
+        crate::exit::NOT_READY
     } else {
-        0
+        crate::exit::OK
     }
 }

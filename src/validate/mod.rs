@@ -10,6 +10,7 @@ pub mod refs;
 pub mod report;
 pub mod svg;
 
+use crate::guest::command::GuestCommand;
 use checks::PhaseKind;
 use std::time::Duration;
 
@@ -17,41 +18,63 @@ use std::time::Duration;
 pub const THROTTLE_UNIT: &str = "sysmonvm-validate-throttle.service";
 pub const THROTTLE_CGROUP: &str = "system.slice/sysmonvm-validate-throttle.service";
 
-/// The command that loads the guest during a phase (run as the SSH user; `sudo` where needed).
+/// The command that loads the guest during a phase (run as the SSH user; `sudo -n` where needed).
 /// None for idle: the idle phase runs no stress-ng at all.
-pub fn load_command(kind: PhaseKind, duration: Duration, quota_pct: f64) -> Option<String> {
-    let secs = duration.as_secs().max(1);
+pub fn load_command(kind: PhaseKind, duration: Duration, quota_pct: f64) -> Option<GuestCommand> {
+    let secs = format!("{}s", duration.as_secs().max(1));
+    let stress = |cpus: &str| ["stress-ng", "--cpu", cpus].map(String::from);
     match kind {
         PhaseKind::Idle => None,
-        PhaseKind::One => Some(format!("stress-ng --cpu 1 --taskset 0 --timeout {secs}s --quiet")),
+        PhaseKind::One => {
+            Some(GuestCommand::new("stress-ng").args(["--cpu", "1", "--taskset", "0", "--timeout", &secs, "--quiet"]))
+        }
         // `--cpu 0`: one worker per online CPU.
-        PhaseKind::All => Some(format!("stress-ng --cpu 0 --timeout {secs}s --quiet")),
+        PhaseKind::All => Some(GuestCommand::new("stress-ng").args(["--cpu", "0", "--timeout", &secs, "--quiet"])),
         // Pinned like `one`: an unpinned throttled worker migrates between CPUs, and the per-CPU
         // usage comparison then measures where the edges of two windows fell (seen on the arm64
         // guest: cpu0 48 % vs 40 %, cpu1 10 % vs 18 %, while the totals agreed).
-        PhaseKind::Throttle => Some(format!(
-            "sudo -n systemd-run --quiet --wait --collect --unit={THROTTLE_UNIT} -p CPUQuota={quota_pct:.0}% stress-ng --cpu 1 --taskset 0 --timeout {secs}s --quiet"
-        )),
+        PhaseKind::Throttle => Some(
+            GuestCommand::new("systemd-run")
+                .args(["--quiet", "--wait", "--collect", &format!("--unit={THROTTLE_UNIT}")])
+                .args(["-p".to_string(), format!("CPUQuota={quota_pct:.0}%")])
+                .args(stress("1"))
+                .args(["--taskset", "0", "--timeout", &secs, "--quiet"])
+                .sudo(true),
+        ),
     }
 }
 
 /// The reference loop for a phase (templates/guest/validate-refs.sh.j2), as a `sh -c` command.
-pub fn refs_command(duration: Duration, interval: Duration) -> Result<String, crate::templates::TemplateError> {
+pub fn refs_command(duration: Duration, interval: Duration) -> Result<GuestCommand, crate::templates::TemplateError> {
     let passes = (duration.as_secs_f64() / interval.as_secs_f64()).ceil().max(1.0) as u64 + 1;
     let script = crate::templates::render(
         "validate-refs.sh.j2",
         &serde_json::json!({ "seconds": duration.as_secs(), "passes": passes, "interval": format!("{:.3}", interval.as_secs_f64()) }),
     )?;
-    Ok(format!("sh -c {}", crate::ssh::shell_quote(&script)))
+    Ok(GuestCommand::script(script))
 }
 
-/// `perf stat` over the phase, system-wide and per CPU; its output (stderr) merged into stdout.
-pub fn perf_command(duration: Duration, interval: Duration) -> String {
-    format!(
-        "sudo -n perf stat -x, -a -A -e cycles -I {} -- sleep {} 2>&1 || echo '@@perf-missing'",
-        interval.as_millis().max(100),
-        duration.as_secs().max(1)
-    )
+/// `perf stat` over the phase, system-wide and per CPU (templates/guest/validate-perf.sh.j2).
+pub fn perf_command(duration: Duration, interval: Duration) -> Result<GuestCommand, crate::templates::TemplateError> {
+    let script = crate::templates::render(
+        "validate-perf.sh.j2",
+        &serde_json::json!({
+            "sudo": "sudo -n ",
+            "interval_ms": interval.as_millis().max(100) as u64,
+            "seconds": duration.as_secs().max(1),
+        }),
+    )?;
+    Ok(GuestCommand::script(script.trim()))
+}
+
+/// `date +%s.%N`: the guest's clock, for the offset probes.
+pub fn clock_probe() -> GuestCommand {
+    GuestCommand::new("date").arg("+%s.%N")
+}
+
+/// Prints `missing` when stress-ng is not installed.
+pub fn stress_ng_probe() -> GuestCommand {
+    GuestCommand::script("command -v stress-ng >/dev/null || echo missing")
 }
 
 /// Parses `--phases idle,one,all,throttle`.
@@ -88,16 +111,25 @@ mod tests {
         let d = Duration::from_secs(30);
         assert_eq!(load_command(PhaseKind::Idle, d, 50.0), None);
         assert_eq!(
-            load_command(PhaseKind::One, d, 50.0).unwrap(),
+            load_command(PhaseKind::One, d, 50.0).unwrap().render(),
             "stress-ng --cpu 1 --taskset 0 --timeout 30s --quiet"
         );
-        assert!(load_command(PhaseKind::All, d, 50.0).unwrap().starts_with("stress-ng --cpu 0 "));
-        let t = load_command(PhaseKind::Throttle, d, 50.0).unwrap();
+        assert!(load_command(PhaseKind::All, d, 50.0).unwrap().render().starts_with("stress-ng --cpu 0 "));
+        let t = load_command(PhaseKind::Throttle, d, 50.0).unwrap().render();
         assert!(
-            t.contains("--unit=sysmonvm-validate-throttle.service -p CPUQuota=50% stress-ng --cpu 1 --taskset 0"),
+            t.starts_with("sudo -n systemd-run ")
+                && t.contains(
+                    "--unit=sysmonvm-validate-throttle.service -p CPUQuota=50% stress-ng --cpu 1 --taskset 0"
+                ),
             "{t}"
         );
-        let refs = refs_command(d, Duration::from_secs(1)).unwrap();
+        let perf = perf_command(d, Duration::from_secs(1)).unwrap();
+        assert_eq!(perf.argv()[..2], ["sh".to_string(), "-c".to_string()]);
+        assert_eq!(
+            perf.argv()[2],
+            "sudo -n perf stat -x, -a -A -e cycles -I 1000 -- sleep 30 2>&1 || echo '@@perf-missing'"
+        );
+        let refs = refs_command(d, Duration::from_secs(1)).unwrap().render();
         assert!(refs.starts_with("sh -c '") && refs.contains("-lt 31 ]"), "{refs}");
         let out = std::process::Command::new("sh").args(["-n", "-c", &refs[7..refs.len() - 1]]).output().unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -106,7 +138,7 @@ mod tests {
     #[test]
     fn the_reference_loop_runs_here_and_parses() {
         // The loop itself, on this machine's kernel: two passes, 0.1 s apart.
-        let cmd = refs_command(Duration::from_millis(100), Duration::from_millis(100)).unwrap();
+        let cmd = refs_command(Duration::from_millis(100), Duration::from_millis(100)).unwrap().render();
         let out = std::process::Command::new("sh").args(["-c", &cmd]).output().unwrap();
         let samples = refs::parse(&String::from_utf8_lossy(&out.stdout));
         assert!(samples.len() >= 2, "{}", String::from_utf8_lossy(&out.stdout));

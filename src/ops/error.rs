@@ -1,0 +1,95 @@
+//! The operations' one error type. Each variant keeps what went wrong underneath as its
+//! `#[source]`, so the CLI prints the whole chain ("collector install: SSH to VM lab: …").
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpError {
+    #[error(transparent)]
+    Workspace(#[from] crate::workspace::WorkspaceError),
+    #[error(transparent)]
+    Profile(#[from] crate::profile::ProfileError),
+    #[error(transparent)]
+    Vm(#[from] crate::vm::VmError),
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    #[error(transparent)]
+    Accel(#[from] crate::qemu::accel::AccelError),
+    #[error(transparent)]
+    Firmware(#[from] crate::qemu::firmware::FirmwareNotFound),
+    #[error(transparent)]
+    Cache(#[from] crate::image::cache::CacheError),
+    #[error(transparent)]
+    Template(#[from] crate::templates::TemplateError),
+    #[error(transparent)]
+    Plan(#[from] crate::guest::steps::PlanError),
+    #[error(transparent)]
+    Packages(#[from] crate::system_packages::InstallError),
+    #[error("fetching the image of profile {profile}")]
+    Fetch {
+        profile: String,
+        #[source]
+        source: Box<crate::image::ImageError>,
+    },
+    #[error("image fetch")]
+    Image(#[source] Box<crate::image::ImageError>),
+    #[error(
+        "VM {vm}: its backing image (sha256 {sha256}) is gone and no source of profile {profile} offers that digest any more; \
+         the VM cannot boot without it: `sysmonvm vm destroy {vm}` and `sysmonvm up` make it anew"
+    )]
+    BackingImageUnavailable {
+        vm: String,
+        sha256: String,
+        profile: String,
+        #[source]
+        source: Box<crate::image::ImageError>,
+    },
+    #[error("{step} in VM {vm}")]
+    Guest {
+        vm: String,
+        step: &'static str,
+        #[source]
+        source: Box<crate::guest::runner::RunError>,
+    },
+    #[error("SSH command `{command}` in VM {vm}")]
+    Ssh {
+        vm: String,
+        command: String,
+        #[source]
+        source: crate::ssh::SshError,
+    },
+    #[error("no VMs in {dir} (create one with `sysmonvm up`)")]
+    NoVms { dir: PathBuf },
+    #[error("several VMs ({names}): name one")]
+    SeveralVms { names: String },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{what}")]
+    Tool {
+        what: String,
+        /// What to install or run to fix it.
+        hint: String,
+    },
+    #[error("{what}: {detail}")]
+    Failed { what: String, detail: String },
+    #[error("{what}")]
+    Json {
+        what: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("a blocking task failed")]
+    Join(#[source] tokio::task::JoinError),
+}
+
+impl OpError {
+    pub fn io(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> OpError {
+        move |source| OpError::Io { what: what.to_string(), source }
+    }
+}

@@ -1,0 +1,405 @@
+//! Provisioning a running VM: the bootstrap plan, building and installing the collector, its
+//! status, journal and removal. Plans come from `guest::{bootstrap, collector}`; the runner runs
+//! them over SSH; this module connects, reports and checks the result from the host.
+
+use super::events::{Event, Sink, from_runner};
+use super::{OpError, Result};
+use crate::guest::command::{self, GuestCommand};
+use crate::guest::runner::{self, RunReport};
+use crate::guest::steps::{Outcome, Plan};
+use crate::guest::{bootstrap as bootstrap_plan, collector};
+use crate::ssh::SshSession;
+use crate::vm::{self, VmState};
+use crate::workspace::Workspace;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Runs one plan over an open session, with per-step events.
+async fn run_plan(
+    session: &SshSession,
+    state: &VmState,
+    plan: &Plan,
+    uploads: &[runner::Upload],
+    sink: &dyn Sink,
+) -> std::result::Result<RunReport, runner::RunError> {
+    sink.emit(Event::PlanStarted { title: plan.title.clone(), steps: plan.steps.len() });
+    let as_root = state.profile.ssh.user == "root";
+    let r = runner::run(session, plan, uploads, as_root, |e| sink.emit(from_runner(e))).await?;
+    sink.emit(Event::PlanFinished {
+        title: r.title.clone(),
+        changed_steps: r.steps.iter().filter(|s| s.outcome == Outcome::Changed).count(),
+        total_steps: r.steps.len(),
+        seconds: r.seconds,
+    });
+    Ok(r)
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BootstrapRequest {
+    pub name: Option<String>,
+    /// Extra packages on top of the baseline and the profile's.
+    pub packages: Vec<String>,
+}
+
+/// The bootstrap of a running VM that the caller has locked (`up` holds the lock throughout).
+pub async fn bootstrap_locked(ws: &Workspace, name: &str, packages: &[String], sink: &dyn Sink) -> Result<RunReport> {
+    let paths = ws.vm(name)?;
+    let (state, session) = vm::connect(ws, &paths).await?;
+    let plan = bootstrap_plan::plan(&state.profile, packages)?;
+    let r = run_plan(&session, &state, &plan, &[], sink).await;
+    session.close().await;
+    r.map_err(|source| OpError::Guest { vm: name.to_string(), step: "bootstrap", source: Box::new(source) })
+}
+
+pub async fn bootstrap(ws: &Workspace, req: &BootstrapRequest, sink: &dyn Sink) -> Result<RunReport> {
+    let name = super::pick_vm(ws, req.name.as_deref())?;
+    let _lock = super::lock_vm(ws, &name, sink).await?;
+    bootstrap_locked(ws, &name, &req.packages, sink).await
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct InstallRequest {
+    pub name: Option<String>,
+    /// The collector binary [default: the staged one, else built from a checkout].
+    pub binary: Option<PathBuf>,
+    /// A config file installed verbatim (checked by the collector's parser first).
+    pub config: Option<PathBuf>,
+    /// Also push OTLP here (as seen from the guest).
+    pub otlp_endpoint: Option<String>,
+    /// Also report these cgroups as containers.
+    pub cgroups: Vec<String>,
+    /// The checkout to build from.
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    pub target: String,
+    pub binary: PathBuf,
+    pub binary_sha256: String,
+    pub listen: String,
+    /// `127.0.0.1:PORT` on the host, when the profile forwards the collector's port.
+    pub forward: Option<String>,
+    pub answers_via_forward: bool,
+    pub run: RunReport,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub target: String,
+    pub binary: PathBuf,
+    pub sha256: String,
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
+/// The binary to install for `target`: the request's, else the staged one, else built.
+fn collector_binary(ws: &Workspace, target: &str, req: &InstallRequest, sink: &dyn Sink) -> Result<PathBuf> {
+    if let Some(b) = &req.binary {
+        return Ok(b.clone());
+    }
+    let staged = ws.collector_binary(target);
+    if staged.is_file() {
+        return Ok(staged);
+    }
+    match collector::find_source(req.source.as_deref()) {
+        Some(src) => build_in(ws, &src, target, sink),
+        None => Err(OpError::Tool {
+            what: format!(
+                "no collector binary for {target}: looked for {} and for a sysmonvm checkout to build one from",
+                staged.display()
+            ),
+            hint: format!(
+                "run `sysmonvm collector build --target {target} --source DIR` with a checkout, or put a released \
+                 sysmon-collector-{target} binary at that path (or pass --binary FILE)"
+            ),
+        }),
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct BuildRequest {
+    /// A musl target; None: the profile's arch.
+    pub target: Option<String>,
+    pub profile: Option<String>,
+    pub source: Option<PathBuf>,
+}
+
+pub fn collector_build(ws: &Workspace, req: &BuildRequest, sink: &dyn Sink) -> Result<BuildReport> {
+    let target = match &req.target {
+        Some(t) => t.clone(),
+        None => collector::target(super::load_profile(ws, req.profile.as_deref())?.arch).to_string(),
+    };
+    if !collector::TARGETS.contains(&target.as_str()) {
+        return Err(OpError::Invalid(format!("target {target:?}: use one of {}", collector::TARGETS.join(", "))));
+    }
+    let src = collector::find_source(req.source.as_deref()).ok_or_else(|| OpError::Tool {
+        what: "no sysmonvm checkout found to build the collector from".into(),
+        hint: "pass --source DIR (or set SYSMONVM_SOURCE), or use released collector binaries".into(),
+    })?;
+    let staged = build_in(ws, &src, &target, sink)?;
+    let bytes = std::fs::read(&staged).map_err(OpError::io(staged.display()))?;
+    Ok(BuildReport { target, sha256: sha256_hex(&bytes), binary: staged })
+}
+
+/// Cross-builds the collector in `source` (cargo's output as events) and stages it.
+fn build_in(ws: &Workspace, source: &Path, target: &str, sink: &dyn Sink) -> Result<PathBuf> {
+    use std::io::BufRead;
+    if !collector::is_source(source) {
+        return Err(OpError::Invalid(format!(
+            "{} is not a sysmonvm checkout (no collector/Cargo.toml)",
+            source.display()
+        )));
+    }
+    let argv = collector::build_argv(target);
+    sink.emit(Event::PhaseStarted {
+        phase: "build".into(),
+        detail: Some(format!("sysmon-collector for {target} in {}", source.display())),
+    });
+    let mut child = std::process::Command::new(&argv[0])
+        .args(&argv[1..])
+        .current_dir(source)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .map_err(|e| OpError::Tool {
+            what: format!("cannot run cargo: {e}"),
+            hint: "install Rust with rustup".into(),
+        })?;
+    let mut stderr = String::new();
+    if let Some(err) = child.stderr.take() {
+        for line in std::io::BufReader::new(err).lines().map_while(std::result::Result::ok) {
+            sink.emit(Event::ToolOutput { tool: "cargo".into(), line: line.clone() });
+            stderr.push_str(&line);
+            stderr.push('\n');
+        }
+    }
+    let status = child.wait().map_err(OpError::io("waiting for cargo"))?;
+    if !status.success() {
+        let hint = if stderr.contains("can't find crate for `std`") || stderr.contains("target may not be installed") {
+            format!("rustup target add {target}")
+        } else {
+            "see cargo's output above".to_string()
+        };
+        return Err(OpError::Tool { what: format!("`{}` failed ({status})", argv.join(" ")), hint });
+    }
+    let cargo_target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
+    let built = collector::built_binary(source, cargo_target.as_deref(), target);
+    let staged = ws.collector_binary(target);
+    let dir = staged.parent().expect("a staged path has a parent");
+    std::fs::create_dir_all(dir).map_err(OpError::io(dir.display()))?;
+    let tmp = staged.with_extension("tmp");
+    std::fs::copy(&built, &tmp).map_err(OpError::io(format!("copying {}", built.display())))?;
+    std::fs::rename(&tmp, &staged).map_err(OpError::io(staged.display()))?;
+    Ok(staged)
+}
+
+/// One GET of the collector's `/healthz` through the forward.
+async fn healthz_once(port: u16) -> bool {
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    crate::image::download::client()
+        .get(&url)
+        .timeout(Duration::from_secs(3))
+        .send()
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// Whether the collector answers through the forward, retrying for up to about 10 s.
+async fn healthz(port: u16) -> bool {
+    for _ in 0..20 {
+        if healthz_once(port).await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    false
+}
+
+/// Installs (or updates) the collector in a running VM the caller has locked.
+pub async fn collector_install_locked(
+    ws: &Workspace,
+    name: &str,
+    req: &InstallRequest,
+    sink: &dyn Sink,
+) -> Result<InstallReport> {
+    let paths = ws.vm(name)?;
+    let state = vm::load_state(&paths)?;
+    let target = collector::target(state.profile.arch);
+    let binary = collector_binary(ws, target, req, sink)?;
+    let bytes = std::fs::read(&binary).map_err(OpError::io(format!("reading {}", binary.display())))?;
+    let binary_sha256 = sha256_hex(&bytes);
+    let config_file = match &req.config {
+        Some(file) => {
+            let text = std::fs::read_to_string(file).map_err(OpError::io(format!("reading {}", file.display())))?;
+            // The collector's own parser: a file it would refuse never reaches the guest.
+            sysmon_collector::config::parse(file, &text)
+                .map_err(|e| OpError::Failed { what: format!("{}", file.display()), detail: e.to_string() })?;
+            Some(text)
+        }
+        None => None,
+    };
+    let (state, session) = vm::connect(ws, &paths).await?;
+    let result = async {
+        let probe = session.exec(collector::ADDRESS_PROBE).await.map_err(|source| OpError::Ssh {
+            vm: name.to_string(),
+            command: collector::ADDRESS_PROBE.into(),
+            source,
+        })?;
+        let printed = String::from_utf8_lossy(&probe.stdout);
+        let address = collector::parse_guest_address(&printed).ok_or_else(|| OpError::Failed {
+            what: "cannot find the guest's IPv4 address".into(),
+            detail: format!("`{}` printed {:?}", collector::ADDRESS_PROBE, printed),
+        })?;
+        let listen = collector::listen(&state.profile, &address);
+        let config = config_file.unwrap_or_else(|| {
+            collector::config_json(&collector::ConfigInput {
+                listen: listen.clone(),
+                interval: state.profile.collector.interval.clone(),
+                vm_id: name.to_string(),
+                otlp_endpoint: req.otlp_endpoint.clone(),
+                cgroups: req.cgroups.clone(),
+            })
+        });
+        let (plan, uploads) = collector::install(bytes, config, &listen)?;
+        let run = run_plan(&session, &state, &plan, &uploads, sink).await.map_err(|source| OpError::Guest {
+            vm: name.to_string(),
+            step: "collector install",
+            source: Box::new(source),
+        })?;
+        Ok::<_, OpError>((listen, run))
+    }
+    .await;
+    session.close().await;
+    let (listen, run) = result?;
+    let forward = vm::forwarded(&state, state.profile.collector.port);
+    let answers_via_forward = match forward {
+        Some(port) => healthz(port).await,
+        None => false,
+    };
+    match forward {
+        Some(p) if answers_via_forward => sink.info(format!("collector answers on http://127.0.0.1:{p}/metrics")),
+        Some(p) => sink.warning(format!("the collector answers in the guest but not through 127.0.0.1:{p}")),
+        None => sink.info(format!(
+            "the profile forwards no host port to guest port {}; the collector is reachable only from inside the guest",
+            state.profile.collector.port
+        )),
+    }
+    if forward.is_some() && !answers_via_forward && req.config.is_none() {
+        return Err(OpError::Failed {
+            what: format!("the collector runs in the guest on {listen}"),
+            detail: "it does not answer through its forward".into(),
+        });
+    }
+    Ok(InstallReport {
+        target: target.into(),
+        binary,
+        binary_sha256,
+        listen,
+        forward: forward.map(|p| format!("127.0.0.1:{p}")),
+        answers_via_forward,
+        run,
+    })
+}
+
+pub async fn collector_install(ws: &Workspace, req: &InstallRequest, sink: &dyn Sink) -> Result<InstallReport> {
+    let name = super::pick_vm(ws, req.name.as_deref())?;
+    let _lock = super::lock_vm(ws, &name, sink).await?;
+    collector_install_locked(ws, &name, req, sink).await
+}
+
+/// The collector service in the guest, typed.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectorStatus {
+    pub vm: String,
+    pub unit: String,
+    /// systemd's ActiveState (`active`, `inactive`, `failed`, …); None when systemd said nothing.
+    pub active: Option<String>,
+    pub sub: Option<String>,
+    pub main_pid: Option<u64>,
+    pub restarts: Option<u64>,
+    pub started_at: Option<String>,
+    pub binary: String,
+    pub binary_sha256: Option<String>,
+    pub version: Option<String>,
+    pub forward: Option<String>,
+    pub answers_via_forward: bool,
+    /// `exit::OK` when the unit is active, else `exit::NOT_READY`.
+    pub exit_status: i32,
+}
+
+impl CollectorStatus {
+    pub fn is_active(&self) -> bool {
+        self.active.as_deref() == Some("active")
+    }
+}
+
+pub async fn collector_status(ws: &Workspace, name: Option<&str>) -> Result<CollectorStatus> {
+    let name = super::pick_vm(ws, name)?;
+    let paths = ws.vm(&name)?;
+    let (state, session) = vm::connect(ws, &paths).await?;
+    let probe = collector::status_probe()?.render();
+    let out = session.exec(&probe).await;
+    session.close().await;
+    let out =
+        out.map_err(|source| OpError::Ssh { vm: name.clone(), command: "the collector status probe".into(), source })?;
+    let kv = collector::parse_properties(&String::from_utf8_lossy(&out.stdout));
+    let get = |k: &str| kv.get(k).filter(|v| !v.is_empty()).cloned();
+    let forward = vm::forwarded(&state, state.profile.collector.port);
+    let answers_via_forward = match forward {
+        Some(p) => healthz_once(p).await,
+        None => false,
+    };
+    let mut s = CollectorStatus {
+        vm: name,
+        unit: collector::UNIT.into(),
+        active: get("ActiveState"),
+        sub: get("SubState"),
+        main_pid: get("MainPID").and_then(|p| p.parse().ok()),
+        restarts: get("NRestarts").and_then(|p| p.parse().ok()),
+        started_at: get("ExecMainStartTimestamp"),
+        binary: collector::BINARY.into(),
+        binary_sha256: get("sha256"),
+        version: get("version"),
+        forward: forward.map(|p| format!("127.0.0.1:{p}")),
+        answers_via_forward,
+        exit_status: crate::exit::OK,
+    };
+    if !s.is_active() {
+        s.exit_status = crate::exit::NOT_READY;
+    }
+    Ok(s)
+}
+
+#[derive(Debug, Clone)]
+pub struct LogsRequest {
+    pub name: Option<String>,
+    pub lines: u32,
+    pub follow: bool,
+}
+
+/// The collector's journal, streamed to `out(is_stderr, bytes)`; returns journalctl's status.
+pub async fn collector_logs(ws: &Workspace, req: &LogsRequest, mut out: impl FnMut(bool, &[u8]) + Send) -> Result<i32> {
+    let name = super::pick_vm(ws, req.name.as_deref())?;
+    let paths = ws.vm(&name)?;
+    let (state, session) = vm::connect(ws, &paths).await?;
+    let cmd: GuestCommand = command::journal(collector::UNIT, req.lines, req.follow, state.profile.ssh.user == "root");
+    let line = cmd.render();
+    let status = session.exec_streaming(&line, None, |is_err, b| out(is_err, b)).await;
+    session.close().await;
+    let status = status.map_err(|source| OpError::Ssh { vm: name, command: line, source })?;
+    Ok(status as i32)
+}
+
+pub async fn collector_uninstall(ws: &Workspace, name: Option<&str>, sink: &dyn Sink) -> Result<RunReport> {
+    let name = super::pick_vm(ws, name)?;
+    let _lock = super::lock_vm(ws, &name, sink).await?;
+    let paths = ws.vm(&name)?;
+    let (state, session) = vm::connect(ws, &paths).await?;
+    let r = run_plan(&session, &state, &collector::uninstall()?, &[], sink).await;
+    session.close().await;
+    r.map_err(|source| OpError::Guest { vm: name, step: "collector uninstall", source: Box::new(source) })
+}

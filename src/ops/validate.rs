@@ -1,0 +1,356 @@
+//! `validate`: points the guest's collector at a host OTLP receiver and at the throttle cgroup,
+//! measures the clock offset, runs each phase (load, reference loop, perf, and snapshots through
+//! the forward, side by side), restores the collector, then hands the readings to the pure checks
+//! (`validate::checks`) and writes the report (`validate::report`).
+
+use super::events::{Event, Silent, Sink};
+use super::provision::{InstallRequest, collector_install_locked};
+use super::{OpError, Result};
+use crate::ssh::SshSession;
+use crate::validate::checks::{self, HostPoint, Inputs, PhaseKind, PhaseWindow};
+use crate::validate::receiver::unix_now as now;
+use crate::validate::{self, perfstat, receiver, refs, report};
+use crate::vm;
+use crate::workspace::Workspace;
+use serde::Serialize;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use sysmon_collector::snapshot::Snapshot;
+
+#[derive(Debug, Clone)]
+pub struct ValidateRequest {
+    pub name: Option<String>,
+    pub phases: Vec<PhaseKind>,
+    pub duration_per_phase: Duration,
+    pub interval: Duration,
+    /// Frequency: relative error in percent; usage: absolute percentage points.
+    pub tolerance_pct: f64,
+    pub throttle_quota_pct: f64,
+    /// [default: the VM's directory, validate/].
+    pub report_dir: Option<PathBuf>,
+    pub require_frequency: bool,
+}
+
+/// The shortest phase whose readings mean anything (warm-up plus a few intervals).
+pub const MIN_PHASE: Duration = Duration::from_secs(5);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ValidateReport {
+    #[serde(flatten)]
+    pub report: report::Report,
+    /// Where report.json/.md/.html, samples.csv and rollups.csv were written.
+    pub report_dir: PathBuf,
+}
+
+fn rfc3339(t: f64) -> String {
+    sysmon_collector::host::rfc3339((t * 1e9) as u64)
+}
+
+async fn guest_text(session: &SshSession, vm: &str, cmd: &crate::guest::command::GuestCommand) -> Result<String> {
+    let line = cmd.render();
+    let o = session.exec(&line).await.map_err(|source| OpError::Ssh { vm: vm.to_string(), command: line, source })?;
+    Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Snapshots from the collector through the host forward, once per interval, until `until`.
+async fn poll_snapshots(url: &str, interval: Duration, until: Instant) -> Vec<Snapshot> {
+    let client = crate::image::download::client();
+    let mut out = Vec::new();
+    while Instant::now() < until {
+        let tick = Instant::now();
+        if let Ok(r) = client.get(url).timeout(Duration::from_secs(5)).send().await
+            && let Ok(bytes) = r.bytes().await
+            && let Ok(s) = serde_json::from_slice::<Snapshot>(&bytes)
+        {
+            out.push(s);
+        }
+        tokio::time::sleep(interval.saturating_sub(tick.elapsed())).await;
+    }
+    out
+}
+
+pub async fn validate(ws: &Workspace, req: &ValidateRequest, sink: &dyn Sink) -> Result<ValidateReport> {
+    let name = super::pick_vm(ws, req.name.as_deref())?;
+    if req.phases.is_empty() {
+        return Err(OpError::Invalid("--phases names no phase".into()));
+    }
+    if req.duration_per_phase < MIN_PHASE {
+        return Err(OpError::Invalid(format!("--duration-per-phase must be at least {}s", MIN_PHASE.as_secs())));
+    }
+    let paths = ws.vm(&name)?;
+    let report_dir = req.report_dir.clone().unwrap_or_else(|| paths.validate_dir.clone());
+    let _lock = super::lock_vm(ws, &name, sink).await?;
+    let state = vm::load_state(&paths)?;
+    let fwd = vm::forwarded(&state, state.profile.collector.port).ok_or_else(|| {
+        OpError::Invalid(format!(
+            "the profile forwards no host port to the collector's port {}: validate reads it through that forward",
+            state.profile.collector.port
+        ))
+    })?;
+    let started = now();
+
+    // The collector pushes OTLP to us and also reports the throttle cgroup while we run.
+    let recv = receiver::start().await.map_err(OpError::io("starting the OTLP receiver on 127.0.0.1"))?;
+    sink.info(format!(
+        "validate: OTLP receiver on 127.0.0.1:{} (the guest sends to 10.0.2.2:{})",
+        recv.port, recv.port
+    ));
+    let configure = InstallRequest {
+        name: Some(name.clone()),
+        otlp_endpoint: Some(format!("http://10.0.2.2:{}", recv.port)),
+        cgroups: vec![validate::THROTTLE_CGROUP.into()],
+        ..Default::default()
+    };
+    collector_install_locked(ws, &name, &configure, &Silent).await?;
+
+    let result = measure(ws, &paths, req, fwd, sink).await;
+
+    // Put the collector back as `up` installs it, whatever happened.
+    let restore = collector_install_locked(
+        ws,
+        &name,
+        &InstallRequest { name: Some(name.clone()), ..Default::default() },
+        &Silent,
+    )
+    .await;
+    let Measured { windows, snapshots, refs: ref_samples, perf, perf_missing, offset, host: host_points, host_missing } =
+        result?;
+    restore?;
+
+    let otlp: Vec<(f64, f64)> = recv
+        .arrivals
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .iter()
+        .map(|(arr, t, _)| (*arr, t - offset.0))
+        .collect();
+    let interval = req.interval.as_secs_f64();
+    let inputs = Inputs {
+        phases: &windows,
+        collector: &snapshots,
+        refs: &ref_samples,
+        perf: &perf,
+        perf_missing,
+        interval,
+        warmup: (3.0 * interval).max(3.0),
+        tolerance: req.tolerance_pct,
+        throttle_cgroup: validate::THROTTLE_CGROUP,
+        throttle_quota_pct: req.throttle_quota_pct,
+        otlp: &otlp,
+        latency_limit: 15.0,
+        host: &host_points,
+        host_missing,
+    };
+    let mut all = checks::all(&inputs);
+    let status = checks::exit_status(&mut all, req.require_frequency);
+    let rows = report::rows(&inputs);
+    let finished = now();
+    let r = report::Report {
+        schema: report::SCHEMA.into(),
+        run_id: format!("{}-{}", name, rfc3339(started).replace([':', '.'], "")),
+        started: rfc3339(started),
+        finished: rfc3339(finished),
+        vm: name.clone(),
+        profile: state.profile.name.clone(),
+        accel: state.accel.map(|x| x.as_str().to_string()).unwrap_or_default(),
+        settings: report::Settings {
+            phases: req.phases.iter().map(|p| p.as_str().to_string()).collect(),
+            duration_per_phase_s: req.duration_per_phase.as_secs_f64(),
+            interval_s: interval,
+            warmup_s: inputs.warmup,
+            tolerance_pct: req.tolerance_pct,
+            latency_limit_s: inputs.latency_limit,
+            throttle_quota_pct: req.throttle_quota_pct,
+            require_frequency: req.require_frequency,
+        },
+        phases: windows.clone(),
+        clock_offset_s: offset.0,
+        clock_offset_uncertainty_s: offset.1,
+        summary: report::Summary::of(&all, status),
+        rollups: report::rollups(&rows),
+        checks: all,
+    };
+    report::write(&report_dir, &r, &rows)
+        .map_err(OpError::io(format!("writing the report to {}", report_dir.display())))?;
+    Ok(ValidateReport { report: r, report_dir })
+}
+
+struct Measured {
+    windows: Vec<PhaseWindow>,
+    snapshots: Vec<Snapshot>,
+    refs: Vec<refs::RefSample>,
+    perf: Vec<perfstat::PerfInterval>,
+    perf_missing: Option<String>,
+    /// Guest minus host clock, and its uncertainty.
+    offset: (f64, f64),
+    host: Vec<HostPoint>,
+    host_missing: Option<String>,
+}
+
+/// The host's own CPUs over `d`: the collector's library on Linux, powermetrics on macOS (root,
+/// or `sudo -n` with the sudoers rule in the README). Times are on the host's clock.
+fn sample_host(d: Duration, iv: Duration) -> std::result::Result<Vec<HostPoint>, String> {
+    if cfg!(target_os = "macos") {
+        let n = (d.as_secs_f64() / iv.as_secs_f64()).floor().max(1.0) as u64;
+        let argv = crate::host::powermetrics_argv(iv.as_millis() as u64, Some(n), crate::host::is_root());
+        let started = now();
+        let out = std::process::Command::new(&argv[0]).args(&argv[1..]).output().map_err(|e| e.to_string())?;
+        if !out.status.success() {
+            return Err("powermetrics needs root (see README, \"Host monitor\", for the sudoers rule)".into());
+        }
+        let (samples, _) = crate::host::powermetrics::parse_stream(&out.stdout);
+        let mut points = Vec::new();
+        for (k, s) in samples.iter().enumerate() {
+            let t = started + (k + 1) as f64 * iv.as_secs_f64();
+            for c in &s.clusters {
+                if let Some(hz) = c.freq_hz {
+                    points.push(HostPoint { time: t, name: c.name.clone(), source: "host powermetrics".into(), hz });
+                }
+            }
+        }
+        return Ok(points);
+    }
+    use sysmon_collector::sampler::{Sampler, SamplerOptions};
+    let mut sampler = Sampler::new(
+        sysmon_collector::roots::Roots::under(std::path::Path::new("/")),
+        SamplerOptions { perf: false, cgroups: vec![] },
+    );
+    let until = Instant::now() + d;
+    let mut points = Vec::new();
+    let mut first = true;
+    while Instant::now() + iv <= until {
+        let snap = if first {
+            sampler.sample_over(iv)
+        } else {
+            std::thread::sleep(iv);
+            sampler.sample()
+        };
+        first = false;
+        for c in &snap.cpus {
+            if let Some(hz) = c.frequency_hz {
+                points.push(HostPoint {
+                    time: checks::snapshot_time(&snap),
+                    name: c.cpu.clone(),
+                    source: format!("host {}", c.frequency_source.as_str()),
+                    hz,
+                });
+            }
+        }
+    }
+    if points.is_empty() { Err("the host reports no CPU frequency".into()) } else { Ok(points) }
+}
+
+async fn measure(
+    ws: &Workspace,
+    paths: &crate::workspace::VmPaths,
+    req: &ValidateRequest,
+    fwd: u16,
+    sink: &dyn Sink,
+) -> Result<Measured> {
+    let vm_name = paths.name.as_str();
+    let quota = req.throttle_quota_pct;
+    let (_, session) = vm::connect(ws, paths).await?;
+    // Guest clock minus host clock, from the probe with the shortest round trip.
+    let mut probes = Vec::new();
+    for _ in 0..5 {
+        let before = now();
+        let g = guest_text(&session, vm_name, &validate::clock_probe()).await?;
+        let after = now();
+        if let Ok(t) = g.trim().parse::<f64>() {
+            probes.push((before, t, after));
+        }
+    }
+    let offset = validate::clock_offset(&probes)
+        .ok_or_else(|| OpError::Invalid("could not read the guest's clock (`date +%s.%N` printed no time)".into()))?;
+    sink.info(format!("validate: guest clock {:+.3} s from the host (±{:.3} s)", offset.0, offset.1));
+    if guest_text(&session, vm_name, &validate::stress_ng_probe()).await?.trim() == "missing" {
+        return Err(OpError::Tool {
+            what: "stress-ng is not installed in the guest".into(),
+            hint: "run `sysmonvm bootstrap` first".into(),
+        });
+    }
+    let url = format!("http://127.0.0.1:{fwd}/v1/snapshot");
+    let (d, iv) = (req.duration_per_phase, req.interval);
+    let mut windows = Vec::new();
+    let mut snapshots: Vec<Snapshot> = Vec::new();
+    let mut ref_samples = Vec::new();
+    let mut perf = Vec::new();
+    let mut perf_missing: Option<String> = None;
+    let mut host: Vec<HostPoint> = Vec::new();
+    let mut host_missing: Option<String> = None;
+    for kind in &req.phases {
+        sink.emit(Event::PhaseStarted {
+            phase: format!("validate {}", kind.as_str()),
+            detail: Some(format!("{} s", d.as_secs())),
+        });
+        let start = now() + offset.0;
+        let until = Instant::now() + d;
+        let load = async {
+            match validate::load_command(*kind, d, quota) {
+                Some(cmd) => session.exec(&cmd.render()).await.map(Some),
+                None => {
+                    tokio::time::sleep(d).await;
+                    Ok(None)
+                }
+            }
+        };
+        let refs_cmd = validate::refs_command(d, iv)?.render();
+        let perf_cmd = validate::perf_command(d, iv)?.render();
+        let (load, refs_out, perf_out, snaps, host_out) = tokio::join!(
+            load,
+            session.exec(&refs_cmd),
+            session.exec(&perf_cmd),
+            poll_snapshots(&url, iv, until),
+            tokio::task::spawn_blocking(move || sample_host(d, iv))
+        );
+        match host_out.map_err(|e| e.to_string()).and_then(|r| r) {
+            // On the guest's clock, like every other reading.
+            Ok(points) => host.extend(points.into_iter().map(|mut p| {
+                p.time += offset.0;
+                p
+            })),
+            Err(why) => host_missing = Some(why),
+        }
+        // The phase is the load's own span: readings after stress-ng's timeout (the reference loop
+        // and the polling run a little longer) belong to no phase.
+        let end = start + d.as_secs_f64();
+        let ssh_err = |what: &str| {
+            let what = what.to_string();
+            move |source| OpError::Ssh { vm: vm_name.to_string(), command: what, source }
+        };
+        if let Some(o) = load.map_err(ssh_err("the phase's load"))?
+            && o.status != 0
+        {
+            return Err(OpError::Failed {
+                what: format!("the {} phase's load failed ({})", kind.as_str(), o.status),
+                detail: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+            });
+        }
+        windows.push(PhaseWindow { kind: *kind, start, end });
+        ref_samples
+            .extend(refs::parse(&String::from_utf8_lossy(&refs_out.map_err(ssh_err("the reference loop"))?.stdout)));
+        let perf_text = String::from_utf8_lossy(&perf_out.map_err(ssh_err("perf stat"))?.stdout).into_owned();
+        let parsed = perfstat::parse(&perf_text);
+        if parsed.intervals.is_empty() {
+            perf_missing = Some(if parsed.unsupported {
+                "no PMU in the guest: perf stat reports cycles <not supported>".into()
+            } else if perf_text.contains("@@perf-missing") || perf_text.contains("not found") {
+                format!("perf stat did not run in the guest: {}", perf_text.lines().next().unwrap_or("").trim())
+            } else {
+                "perf stat counted no cycles".into()
+            });
+        }
+        perf.extend(parsed.intervals.into_iter().map(|mut p| {
+            p.t += start;
+            p
+        }));
+        for s in snaps {
+            if !snapshots.iter().any(|x| x.timestamp_unix_nano == s.timestamp_unix_nano) {
+                snapshots.push(s);
+            }
+        }
+    }
+    session.close().await;
+    snapshots.sort_by_key(|s| s.timestamp_unix_nano);
+    Ok(Measured { windows, snapshots, refs: ref_samples, perf, perf_missing, offset, host, host_missing })
+}
