@@ -5,6 +5,7 @@
 
 pub mod gpg;
 pub mod http;
+pub mod json_doc;
 pub mod sshd;
 
 pub fn in_ci() -> bool {
