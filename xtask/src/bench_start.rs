@@ -60,10 +60,17 @@ pub fn run(args: &[String]) -> Result<()> {
         &ws,
         &["vm", "argv", "--profile", "debian-12-x86_64", "--name", "bench-b", "--accel", &accel, "--json"],
     )?;
-    let argv: Vec<String> = serde_json::from_slice(&o.stdout).context("vm argv --json")?;
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).context("vm argv --json")?;
+    let argv: Vec<String> = serde_json::from_value(report["argv"].clone()).context("vm argv --json: argv")?;
+    let planned = report["ssh_port"].as_u64().context("vm argv --json: ssh_port")?;
     let argv: Vec<String> = argv
         .into_iter()
-        .map(|a| a.replace("hostfwd=tcp:127.0.0.1:2222-:22", &format!("hostfwd=tcp:127.0.0.1:{ssh_port}-:22")))
+        .map(|a| {
+            a.replace(
+                &format!("hostfwd=tcp:127.0.0.1:{planned}-:22"),
+                &format!("hostfwd=tcp:127.0.0.1:{ssh_port}-:22"),
+            )
+        })
         .collect();
     let key = ws.join("keys/id_ed25519");
     let t = Instant::now();
