@@ -60,9 +60,9 @@ pub fn run(args: &[String]) -> Result<()> {
         &ws,
         &["vm", "argv", "--profile", "debian-12-x86_64", "--name", "bench-b", "--accel", &accel, "--json"],
     )?;
-    let report: serde_json::Value = serde_json::from_slice(&o.stdout).context("vm argv --json")?;
-    let argv: Vec<String> = serde_json::from_value(report["argv"].clone()).context("vm argv --json: argv")?;
-    let planned = report["ssh_port"].as_u64().context("vm argv --json: ssh_port")?;
+    let planned_launch: serde_json::Value = serde_json::from_slice(&o.stdout).context("vm argv --json")?;
+    let argv: Vec<String> = serde_json::from_value(planned_launch["argv"].clone()).context("vm argv --json: argv")?;
+    let planned = planned_launch["ssh_port"].as_u64().context("vm argv --json: ssh_port")?;
     let argv: Vec<String> = argv
         .into_iter()
         .map(|a| {
