@@ -16,18 +16,7 @@ fn doc() -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/json.md")).unwrap()
 }
 
-fn sysmonvm(ws: &Path, args: &[&str]) -> (i32, Value, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_sysmonvm"))
-        .arg("--workspace")
-        .arg(ws)
-        .arg("--json")
-        .args(args)
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
-    (o.status.code().unwrap_or(-1), v, String::from_utf8_lossy(&o.stderr).into_owned())
-}
+use common::sysmonvm_json as sysmonvm;
 
 /// Runs the command and checks its report against the doc; returns the report.
 fn checked(ws: &Path, doc_name: &str, args: &[&str]) -> Value {

@@ -34,8 +34,7 @@ fn a_download_reports_start_progress_and_finish() {
         matches!(events.first(), Some(Event::DownloadStarted { total: Some(t), already: 0, .. }) if *t == body.len() as u64),
         "{events:?}"
     );
-    let advanced: u64 =
-        events.iter().map(|e| if let Event::DownloadProgress { bytes } = e { *bytes } else { 0 }).sum();
+    let advanced: u64 = events.iter().map(|e| if let Event::DownloadProgress { bytes } = e { *bytes } else { 0 }).sum();
     assert_eq!(advanced, body.len() as u64);
     assert_eq!(events.last(), Some(&Event::DownloadFinished));
 

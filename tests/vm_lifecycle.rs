@@ -15,17 +15,7 @@ struct Lab {
     profile: PathBuf,
 }
 
-fn sysmonvm(ws: &Path, args: &[&str]) -> (i32, Value, String) {
-    let o = Command::new(env!("CARGO_BIN_EXE_sysmonvm"))
-        .arg("--workspace")
-        .arg(ws)
-        .arg("--json")
-        .args(args)
-        .output()
-        .unwrap();
-    let v = serde_json::from_slice(&o.stdout).unwrap_or(Value::Null);
-    (o.status.code().unwrap_or(-1), v, String::from_utf8_lossy(&o.stderr).into_owned())
-}
+use common::sysmonvm_json as sysmonvm;
 
 fn lab(arch: &str) -> Option<Lab> {
     let qemu = format!("qemu-system-{arch}");

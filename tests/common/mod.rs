@@ -22,3 +22,18 @@ pub fn have(tool: &str) -> bool {
     }
     found
 }
+
+/// Runs the `sysmonvm` binary on a workspace with `--json` and no stdin: (exit status, the JSON
+/// it printed or null, stderr).
+pub fn sysmonvm_json(ws: &std::path::Path, args: &[&str]) -> (i32, serde_json::Value, String) {
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_sysmonvm"))
+        .arg("--workspace")
+        .arg(ws)
+        .arg("--json")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
+    (o.status.code().unwrap_or(-1), v, String::from_utf8_lossy(&o.stderr).into_owned())
+}
