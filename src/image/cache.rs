@@ -222,15 +222,27 @@ impl ImageCache {
         shas.iter().map(|s| self.scan_entry(s)).collect()
     }
 
-    /// What [`Self::prune`] would do now, changing nothing (for the CLI to show and confirm).
+    /// What [`Self::prune_images`] would do now, changing nothing (for the CLI to show and confirm).
     pub fn plan_prune(&self, request: &PruneRequest) -> Result<PrunePlan, CacheError> {
         Ok(plan_prune(&self.scan()?, request))
+    }
+
+    /// The old prune: keeps only the digests in `keep`, knowing nothing of VMs. Kept so the
+    /// current `image prune` command compiles; it must move to [`images_in_use`] +
+    /// [`Self::plan_prune`] + [`Self::prune_images`], which keep what VMs use. It does go through
+    /// the entry locks and never removes a lock file.
+    pub fn prune(&self, keep: &[String]) -> Result<Vec<PathBuf>, CacheError> {
+        let in_use = keep.iter().map(|sha| ImageUse { vm: String::new(), sha256: sha.clone() }).collect();
+        let report = self.prune_images(&PruneRequest::keeping(in_use))?;
+        let mut removed: Vec<PathBuf> = report.removed.into_iter().map(|i| i.path).collect();
+        removed.extend(report.partials_removed);
+        Ok(removed)
     }
 
     /// Removes partial downloads and the images no VM uses (with `all`, also those whose VMs
     /// are all in `confirmed_vms`). Each entry is decided again under its lock; an entry whose
     /// lock is held (a download in progress) is kept as it is. Lock files are never removed.
-    pub fn prune(&self, request: &PruneRequest) -> Result<PruneReport, CacheError> {
+    pub fn prune_images(&self, request: &PruneRequest) -> Result<PruneReport, CacheError> {
         let entries = self.scan()?;
         let mut report = PruneReport { missing: missing_images(&entries, request), ..PruneReport::default() };
         for listed in entries {
