@@ -395,7 +395,8 @@ pub struct PrunePlan {
 }
 
 impl PrunePlan {
-    /// The VMs whose images `all` would remove and that are not confirmed yet, sorted.
+    /// The VMs to name and confirm so that `all` removes every image in `needs_confirmation`:
+    /// all users of those images, sorted (an image goes only when all of its VMs are confirmed).
     pub fn vms_to_confirm(&self) -> Vec<String> {
         let set: BTreeSet<&String> = self.needs_confirmation.iter().flat_map(|i| &i.used_by).collect();
         set.into_iter().cloned().collect()
@@ -775,7 +776,8 @@ mod tests {
         let plan = plan_prune(&entries, &req);
         assert_eq!(plan.remove.len(), 1);
         assert_eq!((plan.remove[0].sha256.as_str(), plan.remove[0].used_by.as_slice()), (B, &["db".to_string()][..]));
-        assert_eq!(plan.vms_to_confirm(), ["lab", "web"], "web was not confirmed, so A stays");
+        assert_eq!(plan.needs_confirmation.len(), 1, "web was not confirmed, so A stays");
+        assert_eq!(plan.vms_to_confirm(), ["lab", "web"], "A goes once both its VMs are confirmed");
     }
 
     #[test]
