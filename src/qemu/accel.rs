@@ -132,6 +132,9 @@ pub async fn kvm_self_test(guest: Arch, host: &HostFacts, settle: Duration) -> S
     run_self_test(OsStr::new(super::argv::program(guest)), guest, settle).await
 }
 
+/// How long the self-test waits for QEMU to create its QMP socket before judging.
+const QEMU_START_PATIENCE: Duration = Duration::from_secs(20);
+
 /// The self-test itself with a given QEMU binary (a name looked up on PATH, or a path).
 async fn run_self_test(qemu: &OsStr, guest: Arch, settle: Duration) -> SelfTest {
     let fw = match super::firmware::find(guest, |p| p.exists()) {
@@ -176,7 +179,16 @@ async fn run_self_test(qemu: &OsStr, guest: Arch, settle: Duration) -> SelfTest 
         Ok(c) => c,
         Err(e) => return SelfTest::NotRun(format!("cannot start {}: {e}", qemu.to_string_lossy())),
     };
-    tokio::time::sleep(settle).await;
+    // The firmware runs for `settle` from when QEMU is up (its QMP socket is there), not from
+    // the spawn: on a loaded host QEMU itself can take seconds to start, and a QMP socket that is
+    // not there yet is no verdict on KVM.
+    let up_by = std::time::Instant::now() + QEMU_START_PATIENCE;
+    while !qmp.exists() && std::time::Instant::now() < up_by && matches!(child.try_wait(), Ok(None)) {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if qmp.exists() {
+        tokio::time::sleep(settle).await;
+    }
     if let Ok(Some(status)) = child.try_wait() {
         let mut err = String::new();
         if let Some(mut s) = child.stderr.take() {
