@@ -294,7 +294,7 @@ fn an_entry_being_downloaded_is_left_alone_with_its_lock() {
     release(holder);
     let report = lab.cache.prune_images(&PruneRequest::keeping(vec![])).unwrap();
     assert_eq!(report.removed.len(), 1);
-    assert_eq!(report.partials_removed, [partial.clone()]);
+    assert_eq!(report.partials_removed, [partial]);
     assert!(!lab.cache.entry_dir(&busy.meta.sha256).exists());
     assert!(lab.cache.lock_path(&busy.meta.sha256).exists(), "the lock file is never removed");
 }

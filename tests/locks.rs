@@ -20,7 +20,8 @@ fn hold_in_another_process(path: &Path) -> Option<Child> {
         return None;
     }
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let child = Command::new("flock").args(["--exclusive", "--no-fork"]).arg(path).args(["sleep", "60"]).spawn().unwrap();
+    let child =
+        Command::new("flock").args(["--exclusive", "--no-fork"]).arg(path).args(["sleep", "60"]).spawn().unwrap();
     let end = Instant::now() + Duration::from_secs(10);
     while lock::holder_of(path).unwrap().is_none() {
         assert!(Instant::now() < end, "flock did not take {} within 10 s", path.display());

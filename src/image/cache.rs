@@ -141,15 +141,14 @@ impl ImageCache {
         Ok(CachedImage { path, meta })
     }
 
-    /// Removes an entry whose bytes no longer match.
+    /// Removes an entry's image whose bytes no longer match. The entry's directory stays: the
+    /// caller holds its lock and downloads the image into it again (prune removes empty ones).
     pub fn evict(&self, image: &CachedImage) -> Result<(), CacheError> {
-        let dir = self.entry_dir(&image.meta.sha256);
         for p in [image.path.clone(), self.meta_path(&image.meta.sha256, &image.meta.file_name)] {
             if p.exists() {
                 std::fs::remove_file(&p).map_err(io(&p))?;
             }
         }
-        let _ = std::fs::remove_dir(dir);
         Ok(())
     }
 
