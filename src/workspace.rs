@@ -2,6 +2,12 @@
 //! files live. Defaults to the platform's data and cache directories (XDG on Linux and macOS, as
 //! most CLIs do); `--workspace DIR` or `SYSMONVM_HOME` puts everything under one directory.
 //! Directories holding keys and sockets are private (0700), key files 0600.
+//!
+//! Lock files live in `locks/` directories (`data/locks/vm-<name>.lock`,
+//! `cache/locks/image-<sha256>.lock`) that nothing ever deletes: `vm destroy` removes a VM's
+//! directory and `image prune` an image's, while another process may hold or wait on their lock.
+//! A lock file deleted under a waiter would let a third process lock a new file of the same name
+//! while the waiter locks the old one, and both would think they own the VM.
 
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::Write;
@@ -9,6 +15,9 @@ use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 pub const HOME_ENV: &str = "SYSMONVM_HOME";
+
+/// The file in a VM directory whose presence means the VM is complete (`create` writes it last).
+pub const VM_STATE_FILE: &str = "state.json";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Workspace {
@@ -24,8 +33,10 @@ pub struct VmPaths {
     pub name: String,
     pub dir: PathBuf,
     pub disk: PathBuf,
+    /// Where `create` makes the overlay before renaming it to `disk`, so a kill never leaves a half one.
+    pub disk_tmp: PathBuf,
     pub efi_vars: PathBuf,
-    /// The padded firmware code copy (aarch64 `virt` needs a 64 MiB pflash).
+    /// The firmware code padded to the 64 MiB pflash size (aarch64 `virt` with a smaller edk2 file).
     pub efi_code: PathBuf,
     pub seed: PathBuf,
     pub host_key: PathBuf,
@@ -35,6 +46,7 @@ pub struct VmPaths {
     pub qmp_socket: PathBuf,
     pub qga_socket: PathBuf,
     pub serial_log: PathBuf,
+    /// The VM's lock: outside `dir` (in `data/locks/`), so removing the VM never deletes it.
     pub lock: PathBuf,
     pub state: PathBuf,
     /// Where `validate` writes its report by default.
@@ -107,11 +119,28 @@ impl Workspace {
         self.data.join("vms")
     }
 
+    /// Lock files of VMs; never pruned or removed.
+    pub fn vm_locks_dir(&self) -> PathBuf {
+        self.data.join("locks")
+    }
+
+    /// Lock files of image cache entries; never pruned or removed.
+    pub fn image_locks_dir(&self) -> PathBuf {
+        self.cache.join("locks")
+    }
+
+    /// The lock of one image cache entry (`image fetch` and `image prune` take it).
+    pub fn image_lock(&self, sha256: &str) -> PathBuf {
+        self.image_locks_dir().join(image_lock_name(sha256))
+    }
+
+    /// Cached KVM self-test results, keyed by QEMU binary, host kernel and guest arch.
+    pub fn accel_selftest_cache(&self) -> PathBuf {
+        self.cache.join("accel-selftest.json")
+    }
+
     pub fn vm(&self, name: &str) -> Result<VmPaths, WorkspaceError> {
-        if name.is_empty()
-            || name.len() > 48
-            || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
+        if !valid_vm_name(name) {
             return Err(WorkspaceError::BadVmName(name.to_string()));
         }
         let dir = self.vms_dir().join(name);
@@ -119,6 +148,7 @@ impl Workspace {
         Ok(VmPaths {
             name: name.to_string(),
             disk: f("disk.qcow2"),
+            disk_tmp: f("disk.qcow2.tmp"),
             efi_vars: f("efi-vars.fd"),
             efi_code: f("efi-code.fd"),
             seed: f("cidata.iso"),
@@ -129,12 +159,54 @@ impl Workspace {
             qmp_socket: f("qmp.sock"),
             qga_socket: f("qga.sock"),
             serial_log: f("serial.log"),
-            lock: f("vm.lock"),
-            state: f("state.json"),
+            lock: self.vm_locks_dir().join(format!("vm-{name}.lock")),
+            state: f(VM_STATE_FILE),
             validate_dir: f("validate"),
             dir,
         })
     }
+
+    /// Names of the directories under `vms/` that are VM directories (valid name, a directory),
+    /// complete or not, sorted. A missing `vms/` is an empty list.
+    pub fn vm_dirs(&self) -> Result<Vec<String>, WorkspaceError> {
+        let dir = self.vms_dir();
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+            Err(e) => return Err(WorkspaceError::Io { path: dir, source: e }),
+        };
+        let mut names = Vec::new();
+        for entry in entries {
+            let entry = entry.map_err(io(&dir))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if valid_vm_name(&name) && entry.path().is_dir() {
+                names.push(name);
+            }
+        }
+        names.sort();
+        Ok(names)
+    }
+
+    /// The complete VMs (those with a `state.json`), sorted.
+    pub fn vm_names(&self) -> Result<Vec<String>, WorkspaceError> {
+        Ok(self.vm_dirs()?.into_iter().filter(|n| self.vms_dir().join(n).join(VM_STATE_FILE).is_file()).collect())
+    }
+}
+
+impl VmPaths {
+    /// Whether `create` finished for this VM (its `state.json` is there).
+    pub fn is_complete(&self) -> bool {
+        self.state.is_file()
+    }
+}
+
+/// The file name of an image entry's lock inside a locks directory.
+pub fn image_lock_name(sha256: &str) -> String {
+    format!("image-{sha256}.lock")
+}
+
+fn valid_vm_name(name: &str) -> bool {
+    !name.is_empty() && name.len() <= 48 && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
 /// Creates a directory (and parents) readable only by the owner.
@@ -164,6 +236,37 @@ mod tests {
         assert_eq!(vm.qmp_socket, Path::new("/tmp/ws/vms/lab-1/qmp.sock"));
         assert!(w.vm("../etc").is_err());
         assert!(w.vm("").is_err());
+    }
+
+    #[test]
+    fn locks_live_outside_what_destroy_and_prune_remove() {
+        let w = Workspace::at(Path::new("/tmp/ws"));
+        let vm = w.vm("lab-1").unwrap();
+        assert_eq!(vm.lock, Path::new("/tmp/ws/locks/vm-lab-1.lock"));
+        assert!(!vm.lock.starts_with(&vm.dir), "vm destroy removes {}", vm.dir.display());
+        let image_lock = w.image_lock("ab12");
+        assert_eq!(image_lock, Path::new("/tmp/ws/locks/image-ab12.lock"));
+        assert!(!image_lock.starts_with(w.images_dir()), "image prune removes entries under images/");
+        assert_eq!(vm.efi_code, Path::new("/tmp/ws/vms/lab-1/efi-code.fd"));
+        assert_eq!(w.accel_selftest_cache(), Path::new("/tmp/ws/accel-selftest.json"));
+    }
+
+    #[test]
+    fn vm_listing_tells_complete_from_incomplete() {
+        let d = tempfile::tempdir().unwrap();
+        let w = Workspace::at(d.path());
+        assert_eq!(w.vm_dirs().unwrap(), Vec::<String>::new(), "no vms/ yet");
+        for n in ["b", "a", "half"] {
+            std::fs::create_dir_all(w.vm(n).unwrap().dir).unwrap();
+        }
+        std::fs::create_dir_all(w.vms_dir().join("not a vm")).unwrap();
+        std::fs::write(w.vms_dir().join("stray-file"), b"").unwrap();
+        for n in ["a", "b"] {
+            std::fs::write(w.vm(n).unwrap().state, b"{}").unwrap();
+        }
+        assert_eq!(w.vm_dirs().unwrap(), ["a", "b", "half"]);
+        assert_eq!(w.vm_names().unwrap(), ["a", "b"]);
+        assert!(w.vm("a").unwrap().is_complete() && !w.vm("half").unwrap().is_complete());
     }
 
     #[test]

@@ -245,7 +245,7 @@ pub async fn fetch(
     let client = download::client();
     let (expected, signature_verified, key_fingerprint) = expected_digest(&client, src, &file).await?;
 
-    let _lock = cache.lock(&expected, Duration::from_secs(3600), &mut on_wait)?;
+    let _lock = cache.lock_async(&expected, Duration::from_secs(3600), &mut on_wait).await?;
     if let Some(hit) = cache.lookup(&expected, &file) {
         if cache.verify(&hit)? {
             return Ok(FetchedImage {
