@@ -44,10 +44,8 @@ pub enum VmError {
     },
     #[error("qemu-img create failed: {stderr}")]
     QemuImg { stderr: String },
-    #[error(
-        "VM {vm}: its disk's backing image {path} (sha256 {sha256}) is gone; `sysmonvm up` fetches it again by that digest"
-    )]
-    BackingImageMissing { vm: String, path: PathBuf, sha256: String },
+    #[error(transparent)]
+    BackingImage(#[from] crate::image::cache::BackingImageError),
     #[error("SSH to VM {vm}")]
     Ssh {
         vm: String,
@@ -202,11 +200,11 @@ pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> 
     }
     if !vm.disk.exists() {
         // Made under a temporary name and renamed, so a kill mid-way never leaves a half overlay.
-        let tmp = vm.disk.with_extension("qcow2.tmp");
+        let tmp = &vm.disk_tmp;
         let out = std::process::Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", &image_format(&image.path), "-b"])
             .arg(&image.path)
-            .arg(&tmp)
+            .arg(tmp)
             .arg(format!("{}G", p.disk_gib))
             .output()
             .map_err(|source| VmError::Spawn {
@@ -215,10 +213,10 @@ pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> 
                 source,
             })?;
         if !out.status.success() {
-            let _ = std::fs::remove_file(&tmp);
+            let _ = std::fs::remove_file(tmp);
             return Err(VmError::QemuImg { stderr: String::from_utf8_lossy(&out.stderr).trim().to_string() });
         }
-        std::fs::rename(&tmp, &vm.disk).map_err(io(vm.disk.display()))?;
+        std::fs::rename(tmp, &vm.disk).map_err(io(vm.disk.display()))?;
     }
     let state = VmState {
         name: name.to_string(),
@@ -239,14 +237,7 @@ pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> 
 
 /// The VM's disk is an overlay on the cached image: without it QEMU cannot open the disk.
 pub fn ensure_backing_image(state: &VmState) -> Result<(), VmError> {
-    if state.image_path.is_file() {
-        return Ok(());
-    }
-    Err(VmError::BackingImageMissing {
-        vm: state.name.clone(),
-        path: state.image_path.clone(),
-        sha256: state.image_sha256.clone(),
-    })
+    Ok(crate::image::cache::check_backing_image(&state.name, &state.image_path, &state.image_sha256)?)
 }
 
 /// `qcow2` or `raw`, from the file's magic.
@@ -772,16 +763,9 @@ pub async fn status(vm: &VmPaths) -> Result<Status, VmError> {
     Ok(s)
 }
 
+/// The complete VMs (those with a `state.json`), sorted; an unreadable `vms/` lists none.
 pub fn list(ws: &Workspace) -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir(ws.vms_dir())
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter(|e| e.path().join("state.json").exists())
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
+    ws.vm_names().unwrap_or_default()
 }
 
 pub async fn destroy(vm: &VmPaths) -> Result<(), VmError> {

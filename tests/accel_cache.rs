@@ -35,7 +35,7 @@ fn qemu_copy(dir: &Path) -> Option<PathBuf> {
 #[test]
 fn the_self_test_verdict_is_cached_per_binary_and_retested_when_it_changes() {
     let host = HostFacts::detect();
-    if !host.kvm_device || host.arch != "x86_64" || host.os != "linux" {
+    if !host.kvm_device || host.arch != "x86_64" || host.os != sysmonvm::qemu::accel::HostOs::Linux {
         eprintln!("SKIPPED: no /dev/kvm on an x86_64 Linux host");
         return;
     }
@@ -97,7 +97,12 @@ fn the_self_test_verdict_is_cached_per_binary_and_retested_when_it_changes() {
 fn host_facts_that_rule_kvm_out_need_no_qemu_and_no_cache() {
     let d = tempfile::tempdir().unwrap();
     let cache = d.path().join("accel-selftest.json");
-    let host = HostFacts { os: "linux".into(), arch: "x86_64".into(), kvm_device: false, hvf_supported: false };
+    let host = HostFacts {
+        os: sysmonvm::qemu::accel::HostOs::Linux,
+        arch: "x86_64".into(),
+        kvm_device: false,
+        hvf_supported: false,
+    };
     let (outcome, _) = run(Path::new("/nonexistent/qemu"), &cache, &host, true);
     assert_eq!(outcome.source, SelfTestSource::Precheck);
     assert_eq!(outcome.result, SelfTest::NotRun("has no /dev/kvm".into()));

@@ -1,6 +1,6 @@
 //! `image fetch|list|verify|prune`.
 
-use super::render::{Terminal, block_on, print_json};
+use super::render::{Terminal, block_on, confirm, print_json};
 use crate::{Exit, ImageCommand, SourceArgs};
 use sysmonvm::exit;
 use sysmonvm::image::{ImageSource, KeySource};
@@ -73,27 +73,32 @@ pub fn run(ws: &Workspace, cmd: ImageCommand, json: bool) -> Exit {
             return Ok(r.exit_status);
         }
         ImageCommand::Prune { all, yes } => {
-            let plan = image::prune_plan(ws)?;
-            if all && !plan.kept.is_empty() && !yes {
-                for k in &plan.kept {
-                    eprintln!("{} is the backing image of VM {}", k.path.display(), k.used_by.join(", "));
+            let plan = image::prune_plan(ws, all)?;
+            let vms = plan.vms_to_confirm();
+            if !vms.is_empty() && !yes {
+                for i in &plan.needs_confirmation {
+                    eprintln!("{} is the backing image of VM {}", i.path.display(), i.used_by.join(", "));
                 }
-                if !super::render::confirm(
-                    "delete these images too? Those VMs cannot boot until `up` fetches them again",
-                    "prune --all deletes images that VMs use; name them with --yes to confirm",
-                )? {
+                let question = format!(
+                    "delete these images too? VMs {} cannot boot until `up` fetches them again",
+                    vms.join(", ")
+                );
+                if !confirm(&question, "prune --all deletes images that VMs use; confirm with --yes")? {
                     return Ok(exit::ERROR);
                 }
             }
-            let r = image::prune(ws, all)?;
+            let r = image::prune(ws, all, vms)?;
             if json {
                 print_json(&r)?;
             } else {
-                for p in &r.removed {
+                for p in r.removed.iter().map(|i| &i.path).chain(&r.partials_removed) {
                     println!("removed {}", p.display());
                 }
                 for k in &r.kept {
-                    println!("kept    {} (used by VM {})", k.path.display(), k.used_by.join(", "));
+                    println!("kept    {} ({})", k.path.display(), k.used_by.join(", "));
+                }
+                for m in &r.missing {
+                    println!("missing {} (used by VM {}; `up` fetches it again)", m.sha256, m.used_by.join(", "));
                 }
             }
         }

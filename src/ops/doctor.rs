@@ -3,7 +3,7 @@
 use super::Result;
 use super::events::Sink;
 use crate::profile::Arch;
-use crate::qemu::accel::{self, HostFacts, SelfTest};
+use crate::qemu::accel::{self, HostFacts, HostOs, SelfTest};
 use crate::qemu::{argv, firmware};
 use crate::system_packages::{self, ForGuest};
 use crate::workspace::Workspace;
@@ -37,8 +37,8 @@ pub struct Check {
 }
 
 /// Minimum QEMU versions: Lima requires 8.2.1 on Apple Silicon (older edk2 cannot boot AlmaLinux's shim).
-fn minimum_qemu(os: &str, arch: Arch) -> (u32, u32, u32) {
-    if os == "macos" && arch == Arch::Aarch64 { (8, 2, 1) } else { (7, 2, 0) }
+fn minimum_qemu(os: HostOs, arch: Arch) -> (u32, u32, u32) {
+    if os == HostOs::Macos && arch == Arch::Aarch64 { (8, 2, 1) } else { (7, 2, 0) }
 }
 
 pub fn parse_qemu_version(text: &str) -> Option<(u32, u32, u32)> {
@@ -56,9 +56,9 @@ fn host_packages(arch: Arch) -> Vec<&'static system_packages::SystemPackage> {
     system_packages::selected(&[system_packages::Role::Vm], Some(guest))
 }
 
-fn package_hint(os: &str, arch: Arch) -> String {
+fn package_hint(os: HostOs, arch: Arch) -> String {
     match os {
-        "macos" => "brew install qemu".into(),
+        HostOs::Macos => "brew install qemu".into(),
         _ => system_packages::install_hint(&host_packages(arch)),
     }
 }
@@ -67,14 +67,14 @@ pub async fn doctor(ws: &Workspace, req: &DoctorRequest, sink: &dyn Sink) -> Res
     let p = super::load_profile(ws, req.profile.as_deref())?;
     let host = HostFacts::detect();
     let mut checks = Vec::new();
-    let hint = package_hint(&host.os, p.arch);
+    let hint = package_hint(host.os, p.arch);
 
     let qemu = argv::program(p.arch);
     match std::process::Command::new(qemu).arg("--version").output() {
         Ok(o) => {
             let text = String::from_utf8_lossy(&o.stdout).to_string();
             let v = parse_qemu_version(&text);
-            let min = minimum_qemu(&host.os, p.arch);
+            let min = minimum_qemu(host.os, p.arch);
             let ok = v.is_some_and(|v| v >= min);
             checks.push(Check {
                 name: qemu.into(),
@@ -127,7 +127,7 @@ pub async fn doctor(ws: &Workspace, req: &DoctorRequest, sink: &dyn Sink) -> Res
             fix: None,
         });
     }
-    if host.os == "macos" {
+    if host.os == HostOs::Macos {
         let ent = std::process::Command::new("codesign")
             .args(["-d", "--entitlements", "-", "--xml"])
             .arg(format!("/opt/homebrew/bin/{qemu}"))
@@ -162,13 +162,13 @@ pub async fn doctor(ws: &Workspace, req: &DoctorRequest, sink: &dyn Sink) -> Res
 
     let ready = checks.iter().all(|c| c.ok);
     let mut installed = Vec::new();
-    if req.fix && !ready && host.os == "linux" {
+    if req.fix && !ready && host.os == HostOs::Linux {
         installed =
             system_packages::install_missing(&host_packages(p.arch))?.iter().map(|p| p.name.to_string()).collect();
         if installed.is_empty() {
             sink.info("fix: every system package is installed; the failing checks need another fix".into());
         }
-    } else if req.fix && !ready && host.os == "macos" {
+    } else if req.fix && !ready && host.os == HostOs::Macos {
         let st = std::process::Command::new("brew").args(["install", "qemu"]).status();
         if st.is_ok_and(|s| s.success()) {
             installed.push("qemu".into());

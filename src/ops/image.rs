@@ -2,7 +2,7 @@
 
 use super::events::{DownloadEvents, Event, Sink};
 use super::{OpError, Result};
-use crate::image::cache::{CachedImage, ImageCache};
+use crate::image::cache::{CachedImage, ImageCache, PrunePlan, PruneReport, PruneRequest, images_in_use};
 use crate::image::{self, FetchedImage, ImageSource};
 use crate::workspace::Workspace;
 use serde::Serialize;
@@ -27,7 +27,7 @@ pub async fn fetch(ws: &Workspace, source: &FetchSource, sink: &dyn Sink) -> Res
             s.clone()
         }
     };
-    image::fetch(&src, &ImageCache::new(ws.images_dir()), &DownloadEvents(sink), |who| {
+    image::fetch(&src, &ImageCache::of(ws), &DownloadEvents(sink), |who| {
         sink.emit(Event::Waiting {
             what: "the image cache entry (downloading the same image)".into(),
             holder: who.to_string(),
@@ -38,7 +38,7 @@ pub async fn fetch(ws: &Workspace, source: &FetchSource, sink: &dyn Sink) -> Res
 }
 
 pub fn list(ws: &Workspace) -> Vec<CachedImage> {
-    ImageCache::new(ws.images_dir()).list()
+    ImageCache::of(ws).list()
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -56,7 +56,7 @@ pub struct VerifyReport {
 }
 
 pub fn verify(ws: &Workspace) -> Result<VerifyReport> {
-    let cache = ImageCache::new(ws.images_dir());
+    let cache = ImageCache::of(ws);
     let mut images = Vec::new();
     for i in cache.list() {
         let ok = cache.verify(&i)?;
@@ -66,40 +66,16 @@ pub fn verify(ws: &Workspace) -> Result<VerifyReport> {
     Ok(VerifyReport { images, exit_status })
 }
 
-/// An image a VM's disk uses as its backing file.
-#[derive(Debug, Clone, Serialize)]
-pub struct KeptImage {
-    pub sha256: String,
-    pub path: PathBuf,
-    pub used_by: Vec<String>,
+/// What `prune` would do: which images VMs keep (and so `--all` must confirm).
+pub fn prune_plan(ws: &Workspace, all: bool) -> Result<PrunePlan> {
+    let in_use = images_in_use(ws).map_err(|e| OpError::Invalid(format!("image prune removes nothing: {e}")))?;
+    Ok(ImageCache::of(ws).plan_prune(&PruneRequest { in_use, all, confirmed_vms: Vec::new() })?)
 }
 
-#[derive(Debug, Clone, Serialize)]
-pub struct PruneReport {
-    pub removed: Vec<PathBuf>,
-    /// Images kept because VMs use them (empty with `--all`).
-    pub kept: Vec<KeptImage>,
-}
-
-/// Which cached images VMs use, from every VM's `state.json`. A state file that cannot be read
-/// stops the prune: on doubt nothing is deleted.
-pub fn prune_plan(ws: &Workspace) -> Result<PruneReport> {
-    let mut kept: Vec<KeptImage> = Vec::new();
-    for name in crate::vm::list(ws) {
-        let state = crate::vm::load_state(&ws.vm(&name)?)?;
-        match kept.iter_mut().find(|k| k.sha256 == state.image_sha256) {
-            Some(k) => k.used_by.push(name),
-            None => kept.push(KeptImage { sha256: state.image_sha256, path: state.image_path, used_by: vec![name] }),
-        }
-    }
-    Ok(PruneReport { removed: Vec::new(), kept })
-}
-
-/// Deletes partial downloads and images no VM uses; with `all` (confirmed by the caller) also
-/// the ones VMs use.
-pub fn prune(ws: &Workspace, all: bool) -> Result<PruneReport> {
-    let plan = prune_plan(ws)?;
-    let keep: Vec<String> = if all { Vec::new() } else { plan.kept.iter().map(|k| k.sha256.clone()).collect() };
-    let removed = ImageCache::new(ws.images_dir()).prune(&keep)?;
-    Ok(PruneReport { removed, kept: if all { Vec::new() } else { plan.kept } })
+/// Deletes partial downloads and images no VM uses. With `all`, also the images of the VMs in
+/// `confirmed_vms` (the caller named them and asked); an image a VM not confirmed uses stays.
+/// Every VM's `state.json` must be readable: on doubt nothing is deleted.
+pub fn prune(ws: &Workspace, all: bool, confirmed_vms: Vec<String>) -> Result<PruneReport> {
+    let in_use = images_in_use(ws).map_err(|e| OpError::Invalid(format!("image prune removes nothing: {e}")))?;
+    Ok(ImageCache::of(ws).prune_images(&PruneRequest { in_use, all, confirmed_vms })?)
 }

@@ -51,33 +51,20 @@ pub fn pick_vm(ws: &Workspace, name: Option<&str>) -> Result<String> {
 /// How long a command waits for another sysmonvm process working on the same VM.
 pub const LOCK_PATIENCE: Duration = Duration::from_secs(600);
 
-/// Takes the VM's lock, telling the sink whom it waits for. It polls without blocking, so the
-/// async runtime keeps running other work while it waits.
+/// Takes the VM's lock, telling the sink whom it waits for. The wait never blocks the async
+/// runtime (`lock::acquire_async`).
 pub async fn lock_vm(ws: &Workspace, name: &str, sink: &dyn Sink) -> Result<crate::lock::Lock> {
     let vm = ws.vm(name)?;
-    crate::workspace::private_dir(&vm.dir)?;
     let what = format!("VM {name}");
-    let started = std::time::Instant::now();
-    let mut told = false;
-    loop {
-        match crate::lock::acquire(&vm.lock, &what, Duration::ZERO, |_| {}) {
-            Ok(lock) => return Ok(lock),
-            Err(crate::lock::LockError::Held { holder, .. }) if started.elapsed() < LOCK_PATIENCE => {
-                if !told {
-                    sink.emit(Event::Waiting { what: what.clone(), holder });
-                    told = true;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
+    Ok(crate::lock::acquire_async(&vm.lock, &what, LOCK_PATIENCE, |who| {
+        sink.emit(Event::Waiting { what: what.clone(), holder: who.to_string() })
+    })
+    .await?)
 }
 
 /// The sync form of [`lock_vm`], for operations that run no async code.
 pub fn lock_vm_blocking(ws: &Workspace, name: &str, sink: &dyn Sink) -> Result<crate::lock::Lock> {
     let vm = ws.vm(name)?;
-    crate::workspace::private_dir(&vm.dir)?;
     Ok(crate::lock::acquire(&vm.lock, &format!("VM {name}"), LOCK_PATIENCE, |who| {
         sink.emit(Event::Waiting { what: format!("VM {name}"), holder: who.to_string() })
     })?)

@@ -63,7 +63,7 @@ pub async fn up(ws: &Workspace, req: &UpRequest, sink: &dyn Sink) -> Result<UpRe
         crate::qemu::firmware::find(p.arch, |f| f.exists())?;
         let state = fetch_and_create(ws, &name, &p, sink).await?;
         refetch_backing_image(ws, &state, sink).await?;
-        let decision = resolve_accel(req.accel.unwrap_or(state.profile.accel), &state.profile, true, sink).await?;
+        let decision = resolve_accel(ws, req.accel.unwrap_or(state.profile.accel), &state.profile, true, sink).await?;
         sink.emit(Event::PhaseStarted {
             phase: "boot".into(),
             detail: Some(format!(

@@ -5,7 +5,7 @@ use super::events::{DownloadEvents, Event, Sink};
 use super::{OpError, Result};
 use crate::image::{self, ImageSource, cache::ImageCache};
 use crate::profile::{Accel, Profile};
-use crate::qemu::accel::{self, HostFacts, SelfTest};
+use crate::qemu::accel::{self, HostFacts, HostOs, SelfTest, SelfTestSource};
 use crate::qemu::argv::{self, LaunchPlan, ResolvedAccel};
 use crate::vm::{self, BootPhase, StartOptions, StartReport, StopReport, VmState};
 use crate::workspace::Workspace;
@@ -22,37 +22,49 @@ pub struct AccelDecision {
     pub accel: ResolvedAccel,
     /// The KVM self-test's result (`NotRun` when kvm was not a candidate or the test was skipped).
     pub self_test: SelfTest,
-    /// False when `auto`/`kvm` was resolved without a self-test (`vm argv --no-self-test`).
+    /// Where that result came from: the host facts, the cache (per QEMU binary and kernel), a
+    /// run now, or skipped.
+    pub self_test_source: Option<SelfTestSource>,
+    /// False when kvm was assumed without any self-test result (`vm argv --no-self-test`).
     pub verified: bool,
     pub warning: Option<String>,
 }
 
 /// Whether kvm is a candidate for `requested` on this host, so the self-test has to run.
 fn kvm_candidate(requested: Accel, host: &HostFacts) -> bool {
-    matches!(requested, Accel::Auto | Accel::Kvm) && !(host.os == "macos" && requested == Accel::Auto)
+    matches!(requested, Accel::Auto | Accel::Kvm) && !(host.os == HostOs::Macos && requested == Accel::Auto)
 }
 
-/// Resolves the accelerator the way `start` does: `auto` and `kvm` run the KVM self-test.
-/// With `self_test == false` kvm is assumed to work where `/dev/kvm` exists for a native guest,
-/// and the decision says it is unverified.
-pub async fn resolve_accel(requested: Accel, p: &Profile, self_test: bool, sink: &dyn Sink) -> Result<AccelDecision> {
+/// Resolves the accelerator the way `start` does: `auto` and `kvm` need the KVM self-test,
+/// whose verdict is cached per QEMU binary and host kernel (`Workspace::accel_selftest_cache`).
+/// With `allow_self_test == false` and nothing cached, kvm is assumed to work where `/dev/kvm`
+/// exists for a native guest, and the decision says it is unverified.
+pub async fn resolve_accel(
+    ws: &Workspace,
+    requested: Accel,
+    p: &Profile,
+    allow_self_test: bool,
+    sink: &dyn Sink,
+) -> Result<AccelDecision> {
     let host = HostFacts::detect();
-    let candidate = kvm_candidate(requested, &host);
-    let (test, verified) = if !candidate {
-        (SelfTest::NotRun("not needed".into()), true)
-    } else if self_test {
-        (accel::kvm_self_test(p.arch, &host, SELF_TEST_SETTLE).await, true)
-    } else if host.kvm_device && host.native(p.arch) {
-        (SelfTest::NotRun("skipped (--no-self-test): assuming /dev/kvm works".into()), false)
+    let (test, source) = if kvm_candidate(requested, &host) {
+        let outcome =
+            accel::kvm_self_test_cached(&ws.accel_selftest_cache(), p.arch, &host, SELF_TEST_SETTLE, allow_self_test)
+                .await;
+        if let Some(e) = &outcome.not_saved {
+            sink.warning(format!("the KVM self-test's verdict was not cached: {e}"));
+        }
+        (outcome.result, Some(outcome.source))
     } else {
-        (SelfTest::NotRun("no usable /dev/kvm".into()), true)
+        (SelfTest::NotRun("not needed".into()), None)
     };
-    let assumed = if !verified { SelfTest::Passed } else { test.clone() };
+    let verified = source != Some(SelfTestSource::Skipped);
+    let assumed = if !verified && host.kvm_device && host.native(p.arch) { SelfTest::Passed } else { test.clone() };
     let (accel, warning) = accel::choose(requested, p.arch, &host, &assumed)?;
     if let Some(w) = &warning {
         sink.warning(w.clone());
     }
-    Ok(AccelDecision { requested, accel, self_test: test, verified, warning })
+    Ok(AccelDecision { requested, accel, self_test: test, self_test_source: source, verified, warning })
 }
 
 #[derive(Debug, Clone)]
@@ -83,7 +95,7 @@ pub async fn argv(ws: &Workspace, req: &ArgvRequest, sink: &dyn Sink) -> Result<
     let paths = ws.vm(&name)?;
     let existing = vm::load_state(&paths).ok();
     let profile = existing.as_ref().map(|s| s.profile.clone()).unwrap_or(p);
-    let decision = resolve_accel(req.accel.unwrap_or(profile.accel), &profile, req.self_test, sink).await?;
+    let decision = resolve_accel(ws, req.accel.unwrap_or(profile.accel), &profile, req.self_test, sink).await?;
     let mut placeholders = Vec::new();
     let state = match existing {
         Some(s) => s,
@@ -134,12 +146,11 @@ pub async fn fetch_and_create(ws: &Workspace, name: &str, p: &Profile, sink: &dy
     }
     sink.emit(Event::PhaseStarted { phase: "fetch".into(), detail: Some(format!("the image of {}", p.name)) });
     let started = std::time::Instant::now();
-    let fetched =
-        image::fetch(&ImageSource::from_profile(p), &ImageCache::new(ws.images_dir()), &DownloadEvents(sink), |who| {
-            sink.emit(Event::Waiting { what: "the image cache entry".into(), holder: who.to_string() })
-        })
-        .await
-        .map_err(|source| OpError::Fetch { profile: p.name.clone(), source: Box::new(source) })?;
+    let fetched = image::fetch(&ImageSource::from_profile(p), &ImageCache::of(ws), &DownloadEvents(sink), |who| {
+        sink.emit(Event::Waiting { what: "the image cache entry".into(), holder: who.to_string() })
+    })
+    .await
+    .map_err(|source| OpError::Fetch { profile: p.name.clone(), source: Box::new(source) })?;
     sink.emit(Event::PhaseFinished { phase: "fetch".into(), seconds: started.elapsed().as_secs_f64() });
     Ok(vm::create(ws, name, p, &fetched)?)
 }
@@ -159,7 +170,7 @@ pub async fn refetch_backing_image(ws: &Workspace, state: &VmState, sink: &dyn S
     let mut src = ImageSource::from_profile(&state.profile);
     // Pinned: a source that now lists another digest must not become this VM's backing file.
     src.sha256 = Some(state.image_sha256.clone());
-    let fetched = image::fetch(&src, &ImageCache::new(ws.images_dir()), &DownloadEvents(sink), |who| {
+    let fetched = image::fetch(&src, &ImageCache::of(ws), &DownloadEvents(sink), |who| {
         sink.emit(Event::Waiting { what: "the image cache entry".into(), holder: who.to_string() })
     })
     .await
@@ -228,7 +239,7 @@ pub async fn start(ws: &Workspace, req: &StartRequest, sink: &dyn Sink) -> Resul
     let name = super::pick_vm(ws, req.name.as_deref())?;
     let _lock = super::lock_vm(ws, &name, sink).await?;
     let state = vm::load_state(&ws.vm(&name)?)?;
-    let decision = resolve_accel(req.accel.unwrap_or(state.profile.accel), &state.profile, true, sink).await?;
+    let decision = resolve_accel(ws, req.accel.unwrap_or(state.profile.accel), &state.profile, true, sink).await?;
     start_locked(ws, &name, decision.accel, req.wait, req.timeout, sink).await
 }
 

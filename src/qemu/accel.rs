@@ -15,23 +15,60 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// The host operating systems sysmonvm tells apart (`std::env::consts::OS` otherwise).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HostOs {
+    Linux,
+    Macos,
+    Other,
+}
+
+impl HostOs {
+    pub fn this() -> HostOs {
+        HostOs::parse(std::env::consts::OS)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostOs::Linux => "linux",
+            HostOs::Macos => "macos",
+            HostOs::Other => std::env::consts::OS,
+        }
+    }
+
+    pub fn parse(os: &str) -> HostOs {
+        match os {
+            "linux" => HostOs::Linux,
+            "macos" => HostOs::Macos,
+            _ => HostOs::Other,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HostFacts {
-    pub os: String,
+    pub os: HostOs,
     pub arch: String,
     pub kvm_device: bool,
     pub hvf_supported: bool,
 }
 
+impl std::fmt::Display for HostOs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl HostFacts {
     pub fn detect() -> HostFacts {
-        let hvf_supported = std::env::consts::OS == "macos"
+        let hvf_supported = HostOs::this() == HostOs::Macos
             && std::process::Command::new("sysctl")
                 .args(["-n", "kern.hv_support"])
                 .output()
                 .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "1");
         HostFacts {
-            os: std::env::consts::OS.to_string(),
+            os: HostOs::this(),
             arch: std::env::consts::ARCH.to_string(),
             kvm_device: Path::new("/dev/kvm").exists(),
             hvf_supported,
@@ -69,7 +106,7 @@ pub fn choose(
     match requested {
         Accel::Tcg => Ok((ResolvedAccel::Tcg, None)),
         Accel::Hvf => {
-            if host.os != "macos" || !host.hvf_supported || !native {
+            if host.os != HostOs::Macos || !host.hvf_supported || !native {
                 return Err(AccelError::Unavailable(
                     "hvf",
                     format!(
@@ -87,7 +124,7 @@ pub fn choose(
             SelfTest::Failed(why) | SelfTest::NotRun(why) => Err(AccelError::Unavailable("kvm", why.clone())),
         },
         Accel::Auto => {
-            if host.os == "macos" && host.hvf_supported && native {
+            if host.os == HostOs::Macos && host.hvf_supported && native {
                 return Ok((ResolvedAccel::Hvf, None));
             }
             match kvm_test {
@@ -112,7 +149,7 @@ pub fn parse_accel(s: &str) -> Option<Accel> {
 
 /// What host facts alone decide about the KVM self-test: `Some(NotRun)` when it cannot apply.
 pub fn self_test_precheck(guest: Arch, host: &HostFacts) -> Option<SelfTest> {
-    if host.os != "linux" {
+    if host.os != HostOs::Linux {
         return Some(SelfTest::NotRun("is Linux only".into()));
     }
     if !host.native(guest) {
@@ -513,7 +550,7 @@ mod tests {
     }
 
     fn host(os: &str, arch: &str, kvm: bool, hvf: bool) -> HostFacts {
-        HostFacts { os: os.into(), arch: arch.into(), kvm_device: kvm, hvf_supported: hvf }
+        HostFacts { os: HostOs::parse(os), arch: arch.into(), kvm_device: kvm, hvf_supported: hvf }
     }
 
     #[test]
