@@ -1,11 +1,12 @@
-//! Containers found in the cgroup tree, v2 (unified) and v1 (per-controller hierarchies), named
-//! the way Docker, Podman, containerd, CRI-O and the kubelet name them, plus any cgroup the
-//! configuration names explicitly.
+//! The `containers` source: containers found in the cgroup tree, v2 (unified) and v1
+//! (per-controller hierarchies), named the way Docker, Podman, containerd, CRI-O and the kubelet
+//! name them, plus any cgroup the configuration names explicitly.
 
 use crate::files::KernelFiles;
 use crate::parse::{cgroup, keyvalue, single_u64};
 use crate::snapshot::Container;
-use crate::warnings::Warnings;
+use crate::warnings::{Warning, Warnings};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Deeper than any runtime nests its cgroups; bounds the walk on a strange tree.
@@ -59,6 +60,11 @@ impl CgroupLayout {
         }
         l
     }
+
+    /// No cgroup hierarchy found at all.
+    pub fn is_empty(&self) -> bool {
+        self == &CgroupLayout::default()
+    }
 }
 
 fn is_container_id(s: &str) -> bool {
@@ -100,8 +106,11 @@ pub fn classify(rel_path: &str) -> Option<(&'static str, String)> {
     None
 }
 
-/// Walks a hierarchy and returns (relative path, runtime, id) for each container cgroup.
-pub fn discover(root: &Path) -> Vec<(String, &'static str, String)> {
+/// Walks a hierarchy and returns (relative path, runtime, id) for each container cgroup. Fails
+/// only when the root itself cannot be listed; a subdirectory that vanishes mid-walk (a container
+/// stopping) is skipped.
+pub fn discover(root: &Path) -> std::io::Result<Vec<(String, &'static str, String)>> {
+    std::fs::read_dir(root)?;
     let mut found = Vec::new();
     let mut stack: Vec<(PathBuf, String, usize)> = vec![(root.to_path_buf(), String::new(), 0)];
     let mut visited = 0;
@@ -125,7 +134,7 @@ pub fn discover(root: &Path) -> Vec<(String, &'static str, String)> {
         }
     }
     found.sort();
-    found
+    Ok(found)
 }
 
 /// Readings of one cgroup. `cpu_seconds` is cumulative; the sampler turns it into a rate.
@@ -237,8 +246,9 @@ fn v1_root(layout: &CgroupLayout) -> Option<&PathBuf> {
 }
 
 /// Walks the hierarchies for containers. The walk is the costly part, so the sampler repeats it
-/// only every few samples and reads the found ones in between.
-pub fn discover_walk(layout: &CgroupLayout) -> Vec<Found> {
+/// only every few samples and reads the found ones in between. A hierarchy root that cannot be
+/// listed is a warning (its containers would otherwise silently vanish).
+pub fn discover_walk(layout: &CgroupLayout, warnings: &mut Warnings) -> Vec<Found> {
     let mut out: Vec<Found> = Vec::new();
     let mut push = |f: Found| {
         // the same container seen in v1 and in the hybrid v2 tree counts once
@@ -246,14 +256,15 @@ pub fn discover_walk(layout: &CgroupLayout) -> Vec<Found> {
             out.push(f);
         }
     };
-    if let Some(root) = v1_root(layout) {
-        for (rel, runtime, id) in discover(root) {
-            push(Found { rel, runtime, id, version: 1 });
-        }
-    }
-    if let Some(root) = &layout.v2_root {
-        for (rel, runtime, id) in discover(root) {
-            push(Found { rel, runtime, id, version: 2 });
+    for (root, version) in [(v1_root(layout), 1), (layout.v2_root.as_ref(), 2)] {
+        let Some(root) = root else { continue };
+        match discover(root) {
+            Ok(found) => {
+                for (rel, runtime, id) in found {
+                    push(Found { rel, runtime, id, version });
+                }
+            }
+            Err(e) => warnings.file(root, format!("cgroup hierarchy unreadable: {e}")),
         }
     }
     out
@@ -324,6 +335,64 @@ pub fn read_found(
         io_write_bytes: r.io_write_bytes,
         pids: r.pids,
     })
+}
+
+/// What the containers source keeps between samples (owned by the sampler).
+#[derive(Debug, Default)]
+pub struct ContainerState {
+    pub layout: CgroupLayout,
+    /// Containers found by the last discovery walk.
+    pub found: Vec<Found>,
+    /// Warnings of the last walk, repeated in every sample until the next walk.
+    pub discovery_warnings: Vec<Warning>,
+}
+
+/// Walks the cgroup tree again (see [`discover_walk`]). With no hierarchy found, a cgroup root
+/// that exists but cannot be listed is a warning; a missing one means no cgroups to report.
+pub fn rediscover(state: &mut ContainerState, cgroupfs: &Path) {
+    let mut w = Warnings::default();
+    state.found = discover_walk(&state.layout, &mut w);
+    if state.layout.is_empty()
+        && let Err(e) = std::fs::read_dir(cgroupfs)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        w.file(cgroupfs, format!("cgroup root unreadable: {e}"));
+    }
+    state.discovery_warnings = w.into_vec();
+}
+
+/// The containers source's read: the containers found by the last walk plus the cgroups named in
+/// the configuration, with CPU usage against `previous_cpu` (cumulative CPU seconds by cgroup
+/// path from the last sample). Returns the containers and this sample's cumulative CPU seconds.
+pub fn read(
+    state: &ContainerState,
+    named: &[String],
+    files: &mut KernelFiles,
+    previous_cpu: Option<&HashMap<String, f64>>,
+    secs: Option<f64>,
+    w: &mut Warnings,
+) -> (Vec<Container>, HashMap<String, f64>) {
+    w.repeat(&state.discovery_warnings);
+    let named = resolve_named(&state.layout, named, w);
+    let mut containers: Vec<Container> = state
+        .found
+        .iter()
+        .filter(|f| !named.iter().any(|n| n.id == f.id && n.runtime == f.runtime))
+        .chain(&named)
+        .filter_map(|f| read_found(&state.layout, f, files, w))
+        .collect();
+    for c in &mut containers {
+        let before = previous_cpu.and_then(|p| p.get(&c.cgroup_path));
+        if let (Some(now), Some(b), Some(s)) = (c.cpu_seconds, before, secs)
+            && now >= *b
+        {
+            let cores = (now - b) / s;
+            c.cpu_usage_cores = Some(cores);
+            c.cpu_usage_pct = Some(cores * 100.0);
+        }
+    }
+    let cpu = containers.iter().filter_map(|c| Some((c.cgroup_path.clone(), c.cpu_seconds?))).collect();
+    (containers, cpu)
 }
 
 #[cfg(test)]

@@ -38,6 +38,17 @@ pub fn read_text(path: &Path) -> Result<String, String> {
     }
 }
 
+/// Reads a file once, recording a warning and returning None when it cannot be read.
+pub fn read_or_warn(path: &Path, warnings: &mut Warnings) -> Option<String> {
+    match read_text(path) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            warnings.file(path, e);
+            None
+        }
+    }
+}
+
 /// The text of a file, or None when it cannot be read (for optional files).
 pub fn read_optional(path: &Path) -> Option<String> {
     read_text(path).ok()

@@ -1,4 +1,4 @@
-//! Usage of real filesystems: mounts from /proc/mounts minus pseudo and network filesystems
+//! The `filesystems` source: usage of real filesystems: mounts from /proc/mounts minus pseudo and network filesystems
 //! (statvfs on a dead NFS server would hang the sample), one entry per mount point.
 
 use crate::files::KernelFiles;

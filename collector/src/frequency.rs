@@ -10,10 +10,12 @@
 //! the notes. BogoMIPS and SMBIOS speeds are never read as a frequency.
 
 use crate::files::{KernelFiles, read_optional};
-use crate::parse::{self, cpulist};
+use crate::parse::{self, cpuinfo::CpuInfo, cpulist, stat::ProcStat};
+use crate::perf::{CounterValue, CycleCounters};
 use crate::platform::Platform;
 use crate::roots::Roots;
-use crate::snapshot::FrequencySource;
+use crate::snapshot::{CpuReading, FrequencySource};
+use crate::warnings::Warnings;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -484,6 +486,104 @@ pub fn choose(inputs: &FrequencyInputs<'_>) -> FrequencyChoice {
         return choice(None, source, Some("cycles/wall"), Some(note));
     }
     choice(None, FrequencySource::None, None, Some(why_not.join("; ")))
+}
+
+/// What the `frequency` source carries from one sample to the next (owned by the sampler).
+#[derive(Default)]
+pub struct FrequencyState {
+    pub cpufreq: CpufreqCache,
+    /// Cycle counters: opened at the first sample for the CPUs then online; `Some(disabled)` from
+    /// the start with `perf: false`.
+    pub counters: Option<CycleCounters>,
+    /// Per CPU, what the cycle counter's intervals so far say it is (a clock or a constant-rate
+    /// counter); fed one interval per sample.
+    pub evidence: HashMap<u32, CounterEvidence>,
+    /// The counters' values at the previous sample.
+    pub previous_cycles: HashMap<u32, CounterValue>,
+}
+
+/// The interval a sample covers, as the `cpu` source read it.
+#[derive(Debug, Clone, Copy)]
+pub struct CpuInterval<'a> {
+    /// This sample's /proc/stat.
+    pub now: &'a ProcStat,
+    /// The previous sample's /proc/stat.
+    pub before: Option<&'a ProcStat>,
+    /// The sample's own interval in seconds, when there is a previous sample.
+    pub seconds: Option<f64>,
+    /// USER_HZ, the unit of /proc/stat.
+    pub clock_ticks: f64,
+}
+
+/// The frequency source's read: runs the chain for every CPU the `cpu` source listed and fills
+/// their frequency fields. A CPU with no source at all is an honest `none` with a note, not a
+/// failure; a warning (failure) means the chain could not run: no CPU list, or `/proc/cpuinfo`
+/// needed (no cpufreq value) but unreadable.
+pub fn read(
+    state: &mut FrequencyState,
+    roots: &Roots,
+    files: &mut KernelFiles,
+    platform: &Platform,
+    interval: CpuInterval<'_>,
+    cpus: &mut [CpuReading],
+    w: &mut Warnings,
+) {
+    if cpus.is_empty() {
+        w.push("cpu list", "no CPUs to read a frequency for: the cpu source found none (see its warnings)");
+        return;
+    }
+    let ticks = interval.clock_ticks;
+    state.cpufreq.begin_sample();
+    let cpu_ids: Vec<u32> = cpus.iter().map(|c| c.logical_number).collect();
+    let counters = state.counters.get_or_insert_with(|| CycleCounters::open(&cpu_ids));
+    let cycles: HashMap<u32, CounterValue> = counters.read_all().into_iter().collect();
+    let perf_reason = counters.unavailable.as_ref().map(|u| u.to_string());
+
+    let mut cpuinfo: Option<CpuInfo> = None;
+    for c in cpus.iter_mut() {
+        let n = c.logical_number;
+        let delta = crate::cpu::delta(interval.now, interval.before, n);
+        let cf = state.cpufreq.read(roots, n, files);
+        let perf = match (&perf_reason, cycles.get(&n), state.previous_cycles.get(&n), delta) {
+            (Some(reason), _, _, _) => PerfInput::Unavailable(reason.clone()),
+            (None, None, _, _) => PerfInput::Unavailable("no counter for this CPU".into()),
+            (None, Some(now), Some(then), Some(d)) if d.total() > 0 => match now.cycles_since(then) {
+                Some(cycles) => PerfInput::Reading {
+                    cycles,
+                    // The sample's own interval; the CPU's /proc/stat ticks only if it has none.
+                    wall_seconds: interval.seconds.unwrap_or(d.total() as f64 / ticks),
+                    busy_seconds: d.busy() as f64 / ticks,
+                    busy_fraction: d.busy() as f64 / d.total() as f64,
+                },
+                None => PerfInput::Unavailable("counter was not scheduled on the PMU in this interval".into()),
+            },
+            _ => PerfInput::NoInterval,
+        };
+        // /proc/cpuinfo is only read when cpufreq has no answer (it is the most expensive file here).
+        let mhz = if cf.as_ref().and_then(|c| c.khz).is_none() {
+            let info = cpuinfo.get_or_insert_with(|| {
+                files.or_warn(&roots.proc("cpuinfo"), w).map(|t| parse::cpuinfo::parse(&t)).unwrap_or_default()
+            });
+            info.entry(n).and_then(|e| e.mhz)
+        } else {
+            None
+        };
+        let evidence = state.evidence.entry(n).or_default();
+        evidence.observe_input(&perf);
+        let choice =
+            choose(&FrequencyInputs { cpufreq: cf.as_ref(), perf, counter: evidence, cpuinfo_mhz: mhz, platform });
+        c.frequency_hz = choice.hz;
+        c.frequency_source = choice.source;
+        c.frequency_detail = choice.detail;
+        c.frequency_note = choice.note;
+        c.counter_rate_hz = choice.counter_rate_hz;
+        c.frequency_min_hz = cf.as_ref().and_then(|c| c.min_khz).map(|k| k as f64 * 1000.0);
+        c.frequency_max_hz = cf.as_ref().and_then(|c| c.max_khz).map(|k| k as f64 * 1000.0);
+        c.governor = cf.as_ref().and_then(|c| c.governor.clone());
+        c.driver = cf.as_ref().and_then(|c| c.driver.clone());
+        c.policy = cf.as_ref().and_then(|c| c.policy.clone());
+    }
+    state.previous_cycles = cycles;
 }
 
 #[cfg(test)]

@@ -1,8 +1,10 @@
-//! Facts about the machine and about the collector's own process.
+//! The `host` source: facts about the machine (hostname, kernel, OS name) and about the
+//! collector's own process (resident memory, CPU time); plus the time helpers.
 
+use crate::files::{KernelFiles, read_or_warn};
 use crate::parse::keyvalue::os_release_field;
 use crate::roots::Roots;
-use crate::warnings::{Warnings, read_or_warn};
+use crate::warnings::{Warning, Warnings};
 
 #[derive(Debug, Clone, Default)]
 pub struct HostFacts {
@@ -16,15 +18,79 @@ pub fn read(roots: &Roots, warnings: &mut Warnings) -> HostFacts {
         |rel: &str| read_or_warn(&roots.proc(rel), warnings).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
     let hostname = one_line("sys/kernel/hostname");
     let kernel = one_line("sys/kernel/osrelease");
-    let os_release = ["etc/os-release", "usr/lib/os-release"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(roots.rootfs.join(p)).ok());
-    let os = os_release.and_then(|t| os_release_field(&t, "PRETTY_NAME").or_else(|| os_release_field(&t, "NAME")));
+    const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
+    let os_release = OS_RELEASE.iter().find_map(|p| std::fs::read_to_string(roots.rootfs.join(p)).ok());
+    let os = match os_release {
+        Some(t) => {
+            let os = os_release_field(&t, "PRETTY_NAME").or_else(|| os_release_field(&t, "NAME"));
+            if os.is_none() {
+                warnings.push("os-release", "has neither PRETTY_NAME nor NAME");
+            }
+            os
+        }
+        None => {
+            let tried: Vec<String> = OS_RELEASE.iter().map(|p| roots.rootfs.join(p).display().to_string()).collect();
+            warnings.push("os-release", format!("neither {} is readable", tried.join(" nor ")));
+            None
+        }
+    };
     HostFacts { hostname, os, kernel }
 }
 
+/// Hostname, kernel and OS name are read again every this many samples.
+pub const REFRESH_FACTS_EVERY: u64 = 60;
+
+/// What the host source keeps between samples (owned by the sampler).
+#[derive(Debug, Default)]
+pub struct HostState {
+    pub facts: Option<HostFacts>,
+    /// Warnings from the last facts read, repeated in every sample until the next read.
+    pub facts_warnings: Vec<Warning>,
+}
+
+/// The collector's own process over the last interval.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct OwnUsage {
+    pub rss_bytes: Option<u64>,
+    /// Cumulative CPU seconds (user + system).
+    pub cpu_seconds: Option<f64>,
+    /// Percent of one core over the interval; None without a previous sample.
+    pub cpu_pct: Option<f64>,
+}
+
+/// The host source's read: the machine facts (re-read when `refresh` or not yet read) and the
+/// collector's own usage, with CPU percent against `previous_cpu_seconds` over `secs`.
+pub fn read_source(
+    state: &mut HostState,
+    roots: &Roots,
+    refresh: bool,
+    files: &mut KernelFiles,
+    previous_cpu_seconds: Option<f64>,
+    secs: Option<f64>,
+    w: &mut Warnings,
+) -> (HostFacts, OwnUsage) {
+    if refresh || state.facts.is_none() {
+        let mut found = Warnings::default();
+        state.facts = Some(read(roots, &mut found));
+        state.facts_warnings = found.into_vec();
+    }
+    w.repeat(&state.facts_warnings);
+    let (rss_bytes, cpu_seconds) = own_usage(files);
+    if rss_bytes.is_none() {
+        w.push("/proc/self/statm", "unreadable: no resident memory for the collector");
+    }
+    if cpu_seconds.is_none() {
+        w.push("getrusage", "failed: no CPU time for the collector");
+    }
+    let cpu_pct = match (cpu_seconds, previous_cpu_seconds, secs) {
+        (Some(now), Some(b), Some(s)) => Some((now - b).max(0.0) / s * 100.0),
+        _ => None,
+    };
+    (state.facts.clone().unwrap_or_default(), OwnUsage { rss_bytes, cpu_seconds, cpu_pct })
+}
+
 /// The collector's own resident memory and CPU time. Always the live process, whatever --procfs says.
-pub fn own_usage(files: &mut crate::files::KernelFiles) -> (Option<u64>, Option<f64>) {
+pub fn own_usage(files: &mut KernelFiles) -> (Option<u64>, Option<f64>) {
     // SAFETY: sysconf has no preconditions.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
     let rss = files

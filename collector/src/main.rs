@@ -143,8 +143,13 @@ fn render_text(s: &sysmon_collector::Snapshot) -> String {
             c.cpu_usage_pct.map_or("-".into(), |p| format!("{p:.1}%"))
         );
     }
+    let failed: Vec<&str> = s.sources.iter().filter(|st| !st.success).map(|st| st.source.as_str()).collect();
+    if !failed.is_empty() {
+        let _ = writeln!(o, "  failed sources: {} (warnings below)", failed.join(", "));
+    }
     for w in &s.warnings {
-        let _ = writeln!(o, "  warning: {}: {}", w.source, w.message);
+        let subsystem = w.subsystem.as_deref().map_or(String::new(), |s| format!("[{s}] "));
+        let _ = writeln!(o, "  warning: {subsystem}{}: {}", w.source, w.message);
     }
     o
 }

@@ -26,7 +26,23 @@ pub struct Snapshot {
     pub throttling: Option<ThrottleFlags>,
     pub containers: Vec<Container>,
     pub collector: CollectorSelf,
+    /// One entry per source (`cpu`, `frequency`, …, `host`), in the order they were read: whether
+    /// it read everything it is responsible for, and how long that took. Absent in older documents.
+    #[serde(default)]
+    pub sources: Vec<SourceStatus>,
     pub warnings: Vec<Warning>,
+}
+
+/// How one source's read went (see [`crate::source::Source`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SourceStatus {
+    /// The source's name (`cpu`, `memory`, …); a string, so a newer collector's sources still parse.
+    pub source: String,
+    /// False when the source recorded a warning: some reading it is responsible for is missing,
+    /// and `warnings[]` has an entry with this `subsystem` saying why.
+    pub success: bool,
+    /// Wall time the source's read took, in seconds.
+    pub duration_seconds: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

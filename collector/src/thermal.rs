@@ -1,8 +1,11 @@
-//! Temperatures from thermal zones (`/sys/class/thermal/thermal_zoneN/{type,temp}`) and hwmon
-//! chips (`/sys/class/hwmon/hwmonN/{name,tempM_input,tempM_label}`), in millidegrees Celsius.
+//! The `thermal` source: temperatures from thermal zones
+//! (`/sys/class/thermal/thermal_zoneN/{type,temp}`) and hwmon chips
+//! (`/sys/class/hwmon/hwmonN/{name,tempM_input,tempM_label}`), in millidegrees Celsius, and the
+//! Raspberry Pi firmware's throttle flags (`vcgencmd get_throttled`, where that program exists).
 
 use crate::files::KernelFiles;
 use crate::parse::single_i64;
+use crate::parse::throttle::{self, ThrottleFlags};
 use crate::roots::Roots;
 use crate::snapshot::Temperature;
 use crate::warnings::Warnings;
@@ -55,4 +58,26 @@ pub fn collect(roots: &Roots, files: &mut KernelFiles, warnings: &mut Warnings) 
         }
     }
     out
+}
+
+/// The throttle flags from `vcgencmd get_throttled`; None (no warning) without the program.
+pub fn throttling(vcgencmd: Option<&Path>, warnings: &mut Warnings) -> Option<ThrottleFlags> {
+    let program = vcgencmd?;
+    match std::process::Command::new(program).arg("get_throttled").output() {
+        Ok(out) if out.status.success() => {
+            let flags = throttle::parse(&String::from_utf8_lossy(&out.stdout));
+            if flags.is_none() {
+                warnings.push("vcgencmd get_throttled", "unparsable output");
+            }
+            flags
+        }
+        Ok(out) => {
+            warnings.push("vcgencmd get_throttled", format!("exited with {}", out.status));
+            None
+        }
+        Err(e) => {
+            warnings.push("vcgencmd get_throttled", e.to_string());
+            None
+        }
+    }
 }

@@ -83,6 +83,62 @@ fn prometheus_output_passes_promtool_for_a_fixture_guest_and_this_machine() {
     promtool_check(&String::from_utf8(live.stdout).unwrap());
 }
 
+/// Exactly one `sysmon_source_success` and one `sysmon_source_duration_seconds` sample per source,
+/// from the real binary, in Prometheus text and in OTLP.
+#[test]
+fn every_source_has_exactly_one_success_and_one_duration_sample() {
+    use sysmon_collector::{Source, export, metrics};
+    let t = guest_tree();
+    std::fs::remove_file(t.path("proc/diskstats")).unwrap();
+    let out = Command::new(BIN)
+        .args(tree_args(&t))
+        .args(["snapshot", "--format", "prometheus", "--interval", "50ms"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    for family in ["sysmon_source_success", "sysmon_source_duration_seconds"] {
+        let samples: Vec<&str> = text.lines().filter(|l| l.starts_with(&format!("{family}{{"))).collect();
+        assert_eq!(samples.len(), Source::ALL.len(), "{samples:?}");
+        for source in Source::ALL {
+            let label = format!("{family}{{source=\"{}\"}} ", source.name());
+            assert_eq!(samples.iter().filter(|l| l.starts_with(&label)).count(), 1, "{label}: {samples:?}");
+        }
+        assert_eq!(text.matches(&format!("# TYPE {family} gauge\n")).count(), 1);
+    }
+    assert!(text.contains("sysmon_source_success{source=\"disk\"} 0\n"), "{text}");
+    assert!(text.contains("sysmon_source_success{source=\"memory\"} 1\n"), "{text}");
+    assert!(!text.contains("system_disk_"), "no disk metrics without diskstats: {text}");
+    promtool_check(&text);
+
+    let json =
+        Command::new(BIN).args(tree_args(&t)).args(["snapshot", "--json", "--interval", "50ms"]).output().unwrap();
+    let snap: sysmon_collector::Snapshot = serde_json::from_slice(&json.stdout).unwrap();
+    let id = export::otlp::ResourceIdentity { service_name: "s".into(), host_id: None, vm_id: None, host_name: None };
+    let req = export::otlp::request(&metrics::families(&snap), &id, snap.timestamp_unix_nano, 0);
+    let otlp = &req.resource_metrics[0].scope_metrics[0].metrics;
+    for (name, unit) in [("sysmon.source.success", "1"), ("sysmon.source.duration", "s")] {
+        let m = otlp.iter().find(|m| m.name == name).unwrap_or_else(|| panic!("{name} missing"));
+        assert_eq!(m.unit, unit);
+        let Some(Data::Gauge(g)) = &m.data else { panic!("{name}: gauge expected") };
+        let mut sources: Vec<String> = g
+            .data_points
+            .iter()
+            .map(|p| match attr(&p.attributes, "source") {
+                Some(AnyValue::StringValue(s)) => s.clone(),
+                other => panic!("{name}: source attribute {other:?}"),
+            })
+            .collect();
+        sources.sort();
+        let mut expected: Vec<String> = Source::ALL.iter().map(|s| s.name().to_string()).collect();
+        expected.sort();
+        assert_eq!(sources, expected, "{name}");
+    }
+    let disk = snap.sources.iter().find(|s| s.source == "disk").unwrap();
+    assert!(!disk.success);
+    assert!(snap.warnings.iter().any(|w| w.subsystem.as_deref() == Some("disk") && w.source.ends_with("diskstats")));
+}
+
 #[test]
 fn snapshot_json_has_the_documented_top_level_fields() {
     let t = guest_tree();
@@ -101,6 +157,7 @@ fn snapshot_json_has_the_documented_top_level_fields() {
         "filesystems",
         "temperatures",
         "containers",
+        "sources",
         "warnings",
     ] {
         assert!(v.get(key).is_some(), "missing {key}");

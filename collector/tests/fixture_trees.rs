@@ -5,7 +5,7 @@ mod common;
 
 use common::Tree;
 use std::time::{Duration, Instant};
-use sysmon_collector::{FrequencySource, Sampler, SamplerOptions};
+use sysmon_collector::{FrequencySource, Sampler, SamplerOptions, Snapshot, Source, export, metrics};
 
 const DOCKER_ID: &str = "532ca1ad07c60006d469e6db4158b377dc2a6d0b5de2a57eef1bb493bbf1a65b";
 
@@ -23,6 +23,121 @@ fn debian_guest() -> Tree {
     );
     t.write("sys/devices/system/cpu/online", "0-1\n");
     t
+}
+
+/// The Debian guest with everything every source reads: hostname, kernel and os-release too.
+fn complete_debian_guest() -> Tree {
+    let t = debian_guest();
+    t.write("proc/sys/kernel/hostname", "guest-under-test\n");
+    t.write("proc/sys/kernel/osrelease", "6.1.0-27-amd64\n");
+    t.write("etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nNAME=\"Debian GNU/Linux\"\n");
+    t
+}
+
+fn status(snap: &Snapshot, source: Source) -> bool {
+    let found: Vec<_> = snap.sources.iter().filter(|s| s.source == source.name()).collect();
+    assert_eq!(found.len(), 1, "one status per source: {:?}", snap.sources);
+    found[0].success
+}
+
+fn failed(snap: &Snapshot) -> Vec<&str> {
+    snap.sources.iter().filter(|s| !s.success).map(|s| s.source.as_str()).collect()
+}
+
+#[test]
+fn every_source_succeeds_with_a_duration_on_a_complete_guest_tree() {
+    let t = complete_debian_guest();
+    let mut s = Sampler::new(t.roots(), no_perf());
+    let t0 = Instant::now();
+    for snap in [s.sample_at(t0), s.sample_at(t0 + Duration::from_secs(1))] {
+        assert!(snap.warnings.is_empty(), "{:?}", snap.warnings);
+        let names: Vec<&str> = snap.sources.iter().map(|s| s.source.as_str()).collect();
+        assert_eq!(
+            names,
+            ["cpu", "frequency", "memory", "disk", "network", "filesystems", "thermal", "containers", "host"]
+        );
+        for st in &snap.sources {
+            assert!(st.success, "{st:?}");
+            assert!(st.duration_seconds > 0.0 && st.duration_seconds < 5.0, "{st:?}");
+        }
+        // The sources' reads are part of the sample's own duration.
+        let total: f64 = snap.sources.iter().map(|s| s.duration_seconds).sum();
+        assert!(total <= snap.collector.sample_duration_seconds || snap.collector.sample_duration_seconds == 0.0);
+        assert_eq!(snap.host.os.as_deref(), Some("Debian GNU/Linux 12 (bookworm)"));
+    }
+}
+
+#[test]
+fn without_meminfo_memory_fails_with_a_warning_and_no_made_up_memory_metrics() {
+    let t = complete_debian_guest();
+    std::fs::remove_file(t.path("proc/meminfo")).unwrap();
+    let snap = Sampler::new(t.roots(), no_perf()).sample();
+    assert_eq!(failed(&snap), ["memory"]);
+    let w: Vec<_> = snap.warnings.iter().filter(|w| w.subsystem.as_deref() == Some("memory")).collect();
+    assert_eq!(w.len(), 1, "{:?}", snap.warnings);
+    assert!(w[0].source.ends_with("proc/meminfo") && w[0].message == "not found", "{w:?}");
+    assert_eq!(snap.memory, Default::default(), "every memory reading null");
+
+    let families = metrics::families(&snap);
+    for f in &families {
+        assert!(
+            !f.otel_name.starts_with("system.memory")
+                && !f.otel_name.starts_with("system.paging")
+                && f.otel_name != "system.linux.memory.available",
+            "{} published without meminfo: {:?}",
+            f.otel_name,
+            f.points
+        );
+    }
+    let text = export::prometheus::render(&families);
+    assert!(text.contains("sysmon_source_success{source=\"memory\"} 0\n"), "{text}");
+    assert!(text.contains("sysmon_source_success{source=\"cpu\"} 1\n"), "{text}");
+    assert!(text.contains("sysmon_warnings 1\n"), "{text}");
+    assert!(!text.contains("system_memory") && !text.contains("system_paging"), "{text}");
+}
+
+#[test]
+fn a_meminfo_without_some_keys_names_them_and_publishes_only_what_it_has() {
+    let t = complete_debian_guest();
+    // An old kernel's meminfo: no MemAvailable (before 3.14).
+    let meminfo: String = common::fixture("debian12-tcg-guest/proc/meminfo")
+        .lines()
+        .filter(|l| !l.starts_with("MemAvailable:"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    t.write("proc/meminfo", &meminfo);
+    let snap = Sampler::new(t.roots(), no_perf()).sample();
+    assert_eq!(failed(&snap), ["memory"]);
+    assert!(
+        snap.warnings.iter().any(|w| w.subsystem.as_deref() == Some("memory") && w.message.contains("MemAvailable"))
+    );
+    assert_eq!(snap.memory.available_bytes, None);
+    assert_eq!(snap.memory.total_bytes, Some(2_019_612 * 1024));
+    let names: Vec<&str> = metrics::families(&snap).iter().map(|f| f.otel_name).collect();
+    assert!(names.contains(&"system.memory.limit") && !names.contains(&"system.linux.memory.available"), "{names:?}");
+}
+
+#[test]
+fn an_unreadable_cgroup_root_or_a_missing_named_cgroup_fails_containers() {
+    // The cgroup root is a file, not a directory: expected, but it cannot be listed.
+    let t = complete_debian_guest();
+    std::fs::remove_dir_all(t.path("sys/fs/cgroup")).unwrap();
+    t.write("sys/fs/cgroup", "not a directory\n");
+    let snap = Sampler::new(t.roots(), no_perf()).sample();
+    assert_eq!(failed(&snap), ["containers"]);
+    let w = snap.warnings.iter().find(|w| w.subsystem.as_deref() == Some("containers")).expect("a containers warning");
+    assert!(w.source.ends_with("sys/fs/cgroup") && w.message.contains("cgroup root unreadable"), "{w:?}");
+
+    let t = complete_debian_guest();
+    let options = SamplerOptions { perf: false, cgroups: vec!["system.slice/gone.service".into()] };
+    let mut s = Sampler::new(t.roots(), options);
+    for _ in 0..2 {
+        let snap = s.sample();
+        assert!(!status(&snap, Source::Containers));
+        assert!(snap.containers.iter().any(|c| c.id == DOCKER_ID), "the found containers are still read");
+        assert!(snap.warnings.iter().any(|w| w.subsystem.as_deref() == Some("containers")
+            && w.source == "cgroup system.slice/gone.service"));
+    }
 }
 
 #[test]
@@ -255,6 +370,17 @@ fn an_empty_tree_gives_nulls_and_warnings_not_a_panic() {
     for f in ["stat", "meminfo", "loadavg", "diskstats", "net/dev"] {
         assert!(snap.warnings.iter().any(|w| w.source.ends_with(f)), "no warning for {f}: {:?}", snap.warnings);
     }
+    // Every source that found nothing to read fails, and names itself in a warning; no sensors and
+    // no cgroup hierarchy are an honest "none" (a VM has no thermal zones).
+    assert_eq!(failed(&snap), ["cpu", "frequency", "memory", "disk", "network", "filesystems", "host"]);
+    for name in failed(&snap) {
+        assert!(snap.warnings.iter().any(|w| w.subsystem.as_deref() == Some(name)), "{name}: {:?}", snap.warnings);
+    }
+    assert!(snap.warnings.iter().all(|w| w.subsystem.is_some()));
+    // No CPU list is no count, not a count of 0.
+    let names: Vec<&str> = metrics::families(&snap).iter().map(|f| f.otel_name).collect();
+    assert!(!names.contains(&"system.cpu.logical.count"), "{names:?}");
+    assert!(names.contains(&"sysmon.source.success") && names.contains(&"sysmon.source.duration"), "{names:?}");
 }
 
 #[test]
@@ -290,6 +416,8 @@ fn thermal_zones_and_hwmon() {
     let got: Vec<(&str, f64)> = snap.temperatures.iter().map(|t| (t.sensor.as_str(), t.celsius)).collect();
     assert_eq!(got, vec![("thermal_zone0/x86_pkg_temp", 45.0), ("hwmon1/coretemp/Core 0", 51.5)]);
     assert!(snap.warnings.iter().any(|w| w.source.contains("thermal_zone1")));
+    // A sensor that is there but unreadable fails the thermal source.
+    assert!(!status(&snap, Source::Thermal));
 }
 
 #[test]
