@@ -66,10 +66,7 @@ pub fn run(args: &[String]) -> Result<()> {
     let argv: Vec<String> = argv
         .into_iter()
         .map(|a| {
-            a.replace(
-                &format!("hostfwd=tcp:127.0.0.1:{planned}-:22"),
-                &format!("hostfwd=tcp:127.0.0.1:{ssh_port}-:22"),
-            )
+            a.replace(&format!("hostfwd=tcp:127.0.0.1:{planned}-:22"), &format!("hostfwd=tcp:127.0.0.1:{ssh_port}-:22"))
         })
         .collect();
     let key = ws.join("keys/id_ed25519");
