@@ -169,9 +169,9 @@ pub async fn kvm_self_test(guest: Arch, host: &HostFacts, settle: Duration) -> S
         Ok(mut c) => match c.query_status().await {
             Ok(s) if s.running => SelfTest::Passed,
             Ok(s) => SelfTest::Failed(format!("self-test failed: the firmware stopped with status {}", s.status)),
-            Err(e) => SelfTest::Failed(format!("self-test failed: {e}")),
+            Err(e) => SelfTest::Failed(format!("self-test failed: {}", crate::errors::chain(&e))),
         },
-        Err(e) => SelfTest::Failed(format!("self-test failed: {e}")),
+        Err(e) => SelfTest::Failed(format!("self-test failed: {}", crate::errors::chain(&e))),
     };
     let _ = child.kill().await;
     verdict
