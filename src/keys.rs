@@ -5,14 +5,28 @@
 use crate::workspace::{self, WorkspaceError};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, LineEnding, PrivateKey, PublicKey};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
-    #[error("{path}: {message}")]
-    Key { path: String, message: String },
+    #[error("generating an ed25519 key")]
+    Generate(#[source] ssh_key::Error),
+    #[error("cannot read the SSH key {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not an OpenSSH private key (sysmonvm made it: was the file edited or replaced? VMs made with it trust only that key)"
+    )]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: ssh_key::Error,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,27 +38,21 @@ pub struct KeyPair {
 }
 
 fn generate(comment: &str) -> Result<KeyPair, KeyError> {
-    let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519)
-        .map_err(|e| KeyError::Key { path: "(new key)".into(), message: e.to_string() })?;
+    let mut key = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).map_err(KeyError::Generate)?;
     key.set_comment(comment);
-    let private_openssh = key
-        .to_openssh(LineEnding::LF)
-        .map_err(|e| KeyError::Key { path: "(new key)".into(), message: e.to_string() })?
-        .to_string();
-    let public_openssh = key
-        .public_key()
-        .to_openssh()
-        .map_err(|e| KeyError::Key { path: "(new key)".into(), message: e.to_string() })?;
+    let private_openssh = key.to_openssh(LineEnding::LF).map_err(KeyError::Generate)?.to_string();
+    let public_openssh = key.public_key().to_openssh().map_err(KeyError::Generate)?;
     Ok(KeyPair { private_openssh, public_openssh })
 }
 
 /// Loads the key pair at `private`/`public`, or makes and stores one (private 0600, dir 0700).
 pub fn ensure(private: &Path, public: &Path, comment: &str) -> Result<KeyPair, KeyError> {
-    let err = |p: &Path, m: String| KeyError::Key { path: p.display().to_string(), message: m };
     if private.exists() {
-        let private_openssh = std::fs::read_to_string(private).map_err(|e| err(private, e.to_string()))?;
-        let key = PrivateKey::from_openssh(&private_openssh).map_err(|e| err(private, e.to_string()))?;
-        let public_openssh = key.public_key().to_openssh().map_err(|e| err(private, e.to_string()))?;
+        let private_openssh = std::fs::read_to_string(private)
+            .map_err(|source| KeyError::Read { path: private.to_path_buf(), source })?;
+        let parse = |source| KeyError::Parse { path: private.to_path_buf(), source };
+        let key = PrivateKey::from_openssh(&private_openssh).map_err(parse)?;
+        let public_openssh = key.public_key().to_openssh().map_err(parse)?;
         return Ok(KeyPair { private_openssh, public_openssh });
     }
     if let Some(dir) = private.parent() {
@@ -95,5 +103,25 @@ mod tests {
         let other = generate("x").unwrap();
         assert!(!matches_pinned(&other.public_openssh, &offered));
         assert!(known_hosts_line("lab", &a.public_openssh).starts_with("sysmonvm-lab ssh-ed25519 AAAA"));
+    }
+
+    #[test]
+    fn unreadable_and_garbled_keys_keep_their_cause() {
+        let d = tempfile::tempdir().unwrap();
+        // Exists but cannot be read as text: a directory in the key's place.
+        let dir_in_place = d.path().join("id_ed25519");
+        std::fs::create_dir(&dir_in_place).unwrap();
+        let e = ensure(&dir_in_place, &d.path().join("id_ed25519.pub"), "x").unwrap_err();
+        assert_eq!(e.to_string(), format!("cannot read the SSH key {}", dir_in_place.display()));
+        let io = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("an io::Error source");
+        assert_eq!(io.kind(), std::io::ErrorKind::IsADirectory);
+
+        let garbled = d.path().join("garbled");
+        std::fs::write(&garbled, "-----BEGIN OPENSSH PRIVATE KEY-----\nnot base64\n").unwrap();
+        let e = ensure(&garbled, &d.path().join("garbled.pub"), "x").unwrap_err();
+        assert!(matches!(&e, KeyError::Parse { path, .. } if *path == garbled), "{e:?}");
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<ssh_key::Error>()));
     }
 }

@@ -2,6 +2,7 @@
 //! documents, CHECKSUM parsing, mirror candidates) lives apart from effects (downloads, files,
 //! locks); see ARCHITECTURE.md.
 
+pub mod errors;
 pub mod exit;
 pub mod guest;
 pub mod host;

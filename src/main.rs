@@ -407,7 +407,7 @@ fn main() {
         Ok(code) => code,
         Err(e) => {
             // The whole chain: each operation's context, then what went wrong underneath.
-            eprintln!("error: {}", commands::render::safe(&format!("{e:#}")));
+            eprintln!("error: {}", commands::render::safe(&sysmonvm::errors::chain(e.as_ref())));
             exit::ERROR
         }
     };

@@ -10,12 +10,23 @@ use tokio::net::UnixStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QgaError {
-    #[error("guest agent socket {path}: {source}")]
-    Connect { path: String, source: std::io::Error },
-    #[error("guest agent: {0}")]
+    #[error("guest agent socket {path}: cannot connect")]
+    Connect {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("guest agent: reading or writing the socket")]
     Io(#[from] std::io::Error),
+    #[error("guest agent: encoding the {command} command")]
+    Encode {
+        command: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("guest agent: no answer within {0:?} (is qemu-guest-agent running in the guest?)")]
     Timeout(Duration),
+    /// What the agent sent or did (an unreadable reply, a closed connection): data, kept as text.
     #[error("guest agent: {0}")]
     Protocol(String),
     #[error("guest agent command {command} failed: {desc}")]
@@ -103,7 +114,8 @@ impl QgaClient {
         if let Some(a) = arguments {
             msg["arguments"] = a;
         }
-        let mut bytes = serde_json::to_vec(&msg).map_err(|e| QgaError::Protocol(e.to_string()))?;
+        let mut bytes =
+            serde_json::to_vec(&msg).map_err(|source| QgaError::Encode { command: command.to_string(), source })?;
         bytes.push(b'\n');
         self.stream.write_all(&bytes).await?;
         let v = self.read_json().await?;
@@ -125,5 +137,21 @@ impl QgaClient {
         let fs = self.execute("guest-get-fsinfo", None).await.unwrap_or(Value::Null);
         let net = self.execute("guest-network-get-interfaces", None).await.unwrap_or(Value::Null);
         Ok(json!({ "os": os, "vcpus": vcpus, "filesystems": fs, "interfaces": net }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_socket_is_named_and_its_io_error_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("missing.sock");
+        let Err(e) = QgaClient::connect(&path, Duration::from_secs(2)).await else { panic!("connected to nothing") };
+        assert!(matches!(&e, QgaError::Connect { path: p, .. } if *p == path.display().to_string()), "{e:?}");
+        let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>()).expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        assert!(!e.to_string().contains(&io.to_string()), "the cause is said once, by the chain: {e}");
     }
 }

@@ -12,14 +12,25 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum QmpError {
-    #[error("QMP socket {path}: {source}")]
-    Connect { path: String, source: std::io::Error },
-    #[error("QMP: {0}")]
+    #[error("QMP socket {path}: cannot connect")]
+    Connect {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("QMP: reading or writing the socket")]
     Io(#[from] std::io::Error),
+    #[error("QMP: encoding the {command} command")]
+    Encode {
+        command: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("QMP: no answer within {0:?}")]
     Timeout(Duration),
     #[error("QMP: connection closed by QEMU")]
     Closed,
+    /// What QEMU sent (cut to 200 characters): data from the peer, so it is kept as text.
     #[error("QMP: unreadable message {0:?}")]
     Garbled(String),
     #[error("QMP command {command} failed: {class}: {desc}")]
@@ -92,7 +103,8 @@ impl QmpClient {
         if let Some(a) = arguments {
             msg["arguments"] = a;
         }
-        let mut bytes = serde_json::to_vec(&msg).map_err(|e| QmpError::Garbled(e.to_string()))?;
+        let mut bytes =
+            serde_json::to_vec(&msg).map_err(|source| QmpError::Encode { command: command.to_string(), source })?;
         bytes.extend_from_slice(b"\r\n");
         self.writer.write_all(&bytes).await?;
         loop {
@@ -162,5 +174,21 @@ impl QmpClient {
                 self.events.push(Event { name: n.to_string(), data: m.get("data").cloned().unwrap_or(Value::Null) });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_missing_socket_is_named_and_its_io_error_kept() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("missing.sock");
+        let Err(e) = QmpClient::connect(&path, Duration::from_secs(2)).await else { panic!("connected to nothing") };
+        assert!(matches!(&e, QmpError::Connect { path: p, .. } if *p == path.display().to_string()), "{e:?}");
+        let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>()).expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
+        assert!(!e.to_string().contains(&io.to_string()), "the cause is said once, by the chain: {e}");
     }
 }

@@ -7,20 +7,53 @@ use russh::{ChannelMsg, client};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+/// russh's errors are large (80 bytes); they are boxed so an `SshError` stays small inside the
+/// errors that carry it.
 #[derive(Debug, thiserror::Error)]
 pub enum SshError {
     #[error(
         "SSH to {addr}: the host key is NOT the one pinned for this VM.\n  pinned:  {pinned}\n  offered: {offered}\nRefusing to connect: something else answers on that port, or the VM was rebuilt outside sysmonvm."
     )]
     HostKeyMismatch { addr: String, pinned: String, offered: String },
-    #[error("SSH to {addr}: {message}")]
-    Connect { addr: String, message: String },
+    #[error("SSH to {addr}: cannot connect")]
+    Connect {
+        addr: String,
+        #[source]
+        source: Box<russh::Error>,
+    },
     #[error("SSH to {addr}: no connection within {timeout:?}")]
     Timeout { addr: String, timeout: Duration },
+    #[error("SSH to {addr}: public-key authentication as {user} did not complete")]
+    Auth {
+        addr: String,
+        user: String,
+        #[source]
+        source: Box<russh::Error>,
+    },
     #[error("SSH to {addr}: key {user}@ rejected (is the workspace key in the guest's authorized_keys?)")]
     AuthRejected { addr: String, user: String },
-    #[error("SSH key: {0}")]
-    Key(String),
+    #[error("SSH to {addr}: the private key for {user} is not an OpenSSH private key")]
+    Key {
+        addr: String,
+        user: String,
+        #[source]
+        source: Box<russh::keys::Error>,
+    },
+    #[error("SSH to {addr}: {doing}")]
+    Channel {
+        addr: String,
+        /// What the session was doing when the channel failed.
+        doing: &'static str,
+        #[source]
+        source: Box<russh::Error>,
+    },
+    #[error("SSH upload to {path}: rendering the upload script")]
+    UploadScript {
+        path: String,
+        #[source]
+        source: crate::templates::TemplateError,
+    },
+    /// What the guest's side said or did (a signal, a missing exit status, a failed `cat`): data, not a cause.
     #[error("SSH: {0}")]
     Protocol(String),
 }
@@ -82,7 +115,11 @@ pub struct Output {
 impl SshSession {
     pub async fn connect(t: &SshTarget, timeout: Duration) -> Result<SshSession, SshError> {
         let addr = t.addr();
-        let key = decode_secret_key(&t.private_key, None).map_err(|e| SshError::Key(e.to_string()))?;
+        let key = decode_secret_key(&t.private_key, None).map_err(|e| SshError::Key {
+            addr: addr.clone(),
+            user: t.user.clone(),
+            source: Box::new(e),
+        })?;
         let config = Arc::new(client::Config {
             keepalive_interval: Some(Duration::from_secs(10)),
             keepalive_max: 3,
@@ -105,13 +142,13 @@ impl SshSession {
                         offered: key_id(&o),
                     });
                 }
-                return Err(SshError::Connect { addr, message: e.to_string() });
+                return Err(SshError::Connect { addr, source: Box::new(e) });
             }
         };
         let auth = handle
             .authenticate_publickey(t.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), None))
             .await
-            .map_err(|e| SshError::Connect { addr: addr.clone(), message: e.to_string() })?;
+            .map_err(|e| SshError::Auth { addr: addr.clone(), user: t.user.clone(), source: Box::new(e) })?;
         if !auth.success() {
             return Err(SshError::AuthRejected { addr, user: t.user.clone() });
         }
@@ -125,13 +162,15 @@ impl SshSession {
         stdin: Option<&[u8]>,
         mut on_output: impl FnMut(bool, &[u8]),
     ) -> Result<u32, SshError> {
-        let proto = |e: russh::Error| SshError::Protocol(format!("{}: {e}", self.addr));
-        let mut ch = self.handle.channel_open_session().await.map_err(proto)?;
-        ch.exec(true, command).await.map_err(proto)?;
+        let failed = |doing: &'static str| {
+            move |e: russh::Error| SshError::Channel { addr: self.addr.clone(), doing, source: Box::new(e) }
+        };
+        let mut ch = self.handle.channel_open_session().await.map_err(failed("opening a session channel"))?;
+        ch.exec(true, command).await.map_err(failed("starting the command"))?;
         if let Some(data) = stdin {
-            ch.data(data).await.map_err(proto)?;
+            ch.data(data).await.map_err(failed("sending the command's input"))?;
         }
-        ch.eof().await.map_err(proto)?;
+        ch.eof().await.map_err(failed("closing the command's input"))?;
         let mut status = None;
         while let Some(msg) = ch.wait().await {
             match msg {
@@ -168,7 +207,7 @@ impl SshSession {
                 "mode": format!("{mode:o}"),
             }),
         )
-        .map_err(|e| SshError::Protocol(e.to_string()))?;
+        .map_err(|source| SshError::UploadScript { path: remote_path.to_string(), source })?;
         let cmd = crate::guest::command::GuestCommand::script(script.trim()).sudo(sudo).render();
         let mut err = Vec::new();
         let status = self
@@ -205,5 +244,42 @@ mod tests {
     fn quoting_and_key_ids() {
         assert_eq!(shell_quote("a b'c"), "'a b'\\''c'");
         assert_eq!(key_id("ssh-ed25519 AAAA comment words"), "ssh-ed25519 AAAA");
+    }
+
+    fn target(port: u16, private_key: String) -> SshTarget {
+        SshTarget {
+            host: "127.0.0.1".into(),
+            port,
+            user: "lab".into(),
+            private_key,
+            pinned_host_key: "ssh-ed25519 AAAA".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn causes_are_kept_as_sources() {
+        let e = SshSession::connect(&target(1, "not a key".into()), Duration::from_secs(5)).await.err().unwrap();
+        assert!(matches!(e, SshError::Key { .. }), "{e:?}");
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<Box<russh::keys::Error>>()), "{e:?}");
+
+        // A port nothing listens on: the refusal is the source, not text inside the message.
+        let d = tempfile::tempdir().unwrap();
+        let (k, p) = (d.path().join("id"), d.path().join("id.pub"));
+        let key = crate::keys::ensure(&k, &p, "t").unwrap().private_openssh;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let e = SshSession::connect(&target(port, key), Duration::from_secs(5)).await.err().unwrap();
+        assert_eq!(e.to_string(), format!("SSH to 127.0.0.1:{port}: cannot connect"));
+        let mut cause = std::error::Error::source(&e);
+        let mut kinds = Vec::new();
+        while let Some(c) = cause {
+            if let Some(io) = c.downcast_ref::<std::io::Error>() {
+                kinds.push(io.kind());
+            }
+            if let Some(russh::Error::IO(io)) = c.downcast_ref::<Box<russh::Error>>().map(|b| &**b) {
+                kinds.push(io.kind());
+            }
+            cause = c.source();
+        }
+        assert!(kinds.contains(&std::io::ErrorKind::ConnectionRefused), "{:?}", crate::errors::chain(&e));
     }
 }

@@ -26,10 +26,11 @@ const TEMPLATES: &[(&str, &str)] = &[
 ];
 
 #[derive(Debug, thiserror::Error)]
-#[error("template {template}: {message}")]
+#[error("rendering template {template}")]
 pub struct TemplateError {
     pub template: String,
-    pub message: String,
+    #[source]
+    pub source: minijinja::Error,
 }
 
 fn environment() -> Environment<'static> {
@@ -54,7 +55,7 @@ pub fn render<S: serde::Serialize>(name: &str, context: &S) -> Result<String, Te
     static ENV: std::sync::LazyLock<Environment<'static>> = std::sync::LazyLock::new(environment);
     ENV.get_template(name)
         .and_then(|t| t.render(minijinja::value::Serde(context)))
-        .map_err(|e| TemplateError { template: name.to_string(), message: format!("{e:#}") })
+        .map_err(|source| TemplateError { template: name.to_string(), source })
 }
 
 #[cfg(test)]
@@ -69,5 +70,16 @@ mod tests {
         )
         .unwrap();
         assert!(out.contains(r"sysmonvm_step 'a' 'test -e '\''/x'\''' '' '' 'echo it'\''s'"), "{out}");
+    }
+
+    #[test]
+    fn a_failure_names_the_template_and_keeps_minijinjas_error() {
+        let e = super::render("runner.sh.j2", &serde_json::json!({})).unwrap_err();
+        assert_eq!(e.to_string(), "rendering template runner.sh.j2");
+        let cause =
+            std::error::Error::source(&e).and_then(|s| s.downcast_ref::<minijinja::Error>()).expect("minijinja");
+        assert_eq!(cause.kind(), minijinja::ErrorKind::UndefinedError);
+        let e = super::render("no-such.sh.j2", &()).unwrap_err();
+        assert_eq!(e.source.kind(), minijinja::ErrorKind::TemplateNotFound, "{e:?}");
     }
 }

@@ -563,8 +563,11 @@ pub async fn start(
     // QEMU up: QMP answers and the guest runs (an accelerator failure shows here as internal-error).
     let mut qmp = QmpClient::connect(&vm.qmp_socket, Duration::from_secs(10))
         .await
-        .map_err(|e| stuck(BootPhase::Qemu, launched, &vm, opts.accel, &e.to_string()))?;
-    let st = qmp.query_status().await.map_err(|e| stuck(BootPhase::Qemu, launched, &vm, opts.accel, &e.to_string()))?;
+        .map_err(|e| stuck(BootPhase::Qemu, launched, &vm, opts.accel, &crate::errors::chain(&e)))?;
+    let st = qmp
+        .query_status()
+        .await
+        .map_err(|e| stuck(BootPhase::Qemu, launched, &vm, opts.accel, &crate::errors::chain(&e)))?;
     if !st.running && st.status != "prelaunch" {
         return Err(stuck(
             BootPhase::Qemu,
@@ -753,9 +756,9 @@ pub async fn status(vm: &VmPaths) -> Result<Status, VmError> {
     match QgaClient::connect(&vm.qga_socket, Duration::from_secs(3)).await {
         Ok(mut g) => match g.facts().await {
             Ok(f) => s.guest_agent = Some(f),
-            Err(e) => s.guest_agent_error = Some(e.to_string()),
+            Err(e) => s.guest_agent_error = Some(crate::errors::chain(&e)),
         },
-        Err(e) => s.guest_agent_error = Some(e.to_string()),
+        Err(e) => s.guest_agent_error = Some(crate::errors::chain(&e)),
     }
     if let Some(p) = state.ssh_port {
         s.ssh_reachable = sshd_answers(p).await;

@@ -71,7 +71,7 @@ pub enum RunError {
         step.as_ref().map(|s| format!(" during step `{s}`")).unwrap_or_default()
     )]
     Interrupted { title: String, step: Option<String>, message: String },
-    #[error("{title}: cannot upload {path}: {source}")]
+    #[error("{title}: cannot upload {path}")]
     Upload { title: String, path: String, source: SshError },
     #[error(transparent)]
     Plan(#[from] PlanError),
@@ -142,7 +142,7 @@ pub async fn run(
     let interrupted = |step: Option<String>, e: SshError| RunError::Interrupted {
         title: title.clone(),
         step,
-        message: e.to_string(),
+        message: crate::errors::chain(&e),
     };
     let out = session.exec(&prepare).await.map_err(|e| interrupted(None, e))?;
     if out.status != 0 {

@@ -30,6 +30,12 @@ pub struct Plan {
 pub enum PlanError {
     #[error(transparent)]
     Template(#[from] crate::templates::TemplateError),
+    #[error("template {template} did not render a valid step list")]
+    StepList {
+        template: String,
+        #[source]
+        source: serde_yaml::Error,
+    },
     #[error("template {template} did not render a valid step list: {message}")]
     Steps { template: String, message: String },
     #[error("{0}")]
@@ -39,8 +45,8 @@ pub enum PlanError {
 /// Renders a `.steps.j2` template and reads its step list.
 pub fn from_template<S: Serialize>(title: &str, template: &str, context: &S) -> Result<Plan, PlanError> {
     let text = crate::templates::render(template, context)?;
-    let steps: Vec<Step> = serde_yaml::from_str(&text)
-        .map_err(|e| PlanError::Steps { template: template.to_string(), message: e.to_string() })?;
+    let steps: Vec<Step> =
+        serde_yaml::from_str(&text).map_err(|source| PlanError::StepList { template: template.to_string(), source })?;
     if let Some(bad) = steps.iter().find(|s| !valid_name(&s.name)) {
         return Err(PlanError::Steps { template: template.into(), message: format!("bad step name {:?}", bad.name) });
     }
@@ -123,6 +129,16 @@ mod tests {
         for junk in ["", "E: Unable to locate package x", "@@sysmonvm", "@@sysmonvm failed x", "@@sysmonvm begin a b"] {
             assert_eq!(parse_marker(junk), None, "{junk:?}");
         }
+    }
+
+    #[test]
+    fn a_template_that_is_no_step_list_keeps_the_yaml_error() {
+        // runner.sh.j2 renders a shell script: text, not a YAML list of steps.
+        let context = serde_json::json!({"title": "t", "steps": []});
+        let e = from_template("t", "runner.sh.j2", &context).unwrap_err();
+        assert!(matches!(&e, PlanError::StepList { template, .. } if template == "runner.sh.j2"), "{e:?}");
+        assert_eq!(e.to_string(), "template runner.sh.j2 did not render a valid step list");
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<serde_yaml::Error>()), "{e:?}");
     }
 
     /// The rendered script run by a real /bin/sh: outcomes, the post-run check, a failure that

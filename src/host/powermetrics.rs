@@ -39,10 +39,11 @@ pub struct Sample {
     pub clusters: Vec<Cluster>,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Not `PartialEq`: `NotPlist` keeps the plist library's error, which is not comparable.
+#[derive(Debug, thiserror::Error)]
 pub enum PowermetricsError {
-    #[error("not a plist document: {0}")]
-    NotPlist(String),
+    #[error("not a plist document")]
+    NotPlist(#[source] plist::Error),
     #[error("the plist is not a dictionary at the top level")]
     NotDict,
 }
@@ -82,7 +83,7 @@ fn positive(x: Option<f64>) -> Option<f64> {
 
 /// Parses one document.
 pub fn parse_document(bytes: &[u8]) -> Result<Sample, PowermetricsError> {
-    let v = Value::from_reader_xml(bytes).map_err(|e| PowermetricsError::NotPlist(e.to_string()))?;
+    let v = Value::from_reader_xml(bytes).map_err(PowermetricsError::NotPlist)?;
     let top = v.as_dictionary().ok_or(PowermetricsError::NotDict)?;
     let mut s = Sample {
         hw_model: text(top.get("hw_model")),
@@ -189,7 +190,15 @@ mod tests {
         assert_eq!(s.clusters[0].freq_hz, Some(2e9));
         assert_eq!(s.clusters[0].name, "cluster0");
         assert_eq!(s.clusters[0].cores, [Core { cpu: 3, freq_hz: None, active_ratio: None }]);
-        assert_eq!(parse_document(b"<plist><array/></plist>"), Err(PowermetricsError::NotDict));
+        assert!(matches!(parse_document(b"<plist><array/></plist>"), Err(PowermetricsError::NotDict)));
         assert!(parse_document(b"\xff\xfe garbage").is_err());
+    }
+
+    #[test]
+    fn a_document_that_is_no_plist_keeps_the_plist_error() {
+        let e = parse_document(b"<?xml version=\"1.0\"?><plist><dict><key>elapsed_ns</key>").unwrap_err();
+        assert!(matches!(e, PowermetricsError::NotPlist(_)), "{e:?}");
+        assert_eq!(e.to_string(), "not a plist document");
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<plist::Error>()), "{e:?}");
     }
 }

@@ -13,16 +13,24 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
-    #[error("{url}: {message}")]
-    Network { url: String, message: String },
+    #[error("downloading {url}")]
+    Network {
+        url: String,
+        #[source]
+        source: reqwest::Error,
+    },
     #[error("{url}: HTTP {status}")]
     Status { url: String, status: u16 },
     #[error("{url}: the download stopped after {got} of {expected} bytes (kept; run again to resume)")]
     Truncated { url: String, got: u64, expected: u64 },
     #[error("{url}: larger than the {limit} bytes allowed for this file")]
     TooLarge { url: String, limit: usize },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("partial download {path}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl DownloadError {
@@ -67,15 +75,7 @@ pub fn client() -> reqwest::Client {
 }
 
 fn net(url: &str) -> impl Fn(reqwest::Error) -> DownloadError + '_ {
-    move |e| {
-        let mut message = e.to_string();
-        let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-        while let Some(s) = src {
-            message = format!("{message}: {s}");
-            src = s.source();
-        }
-        DownloadError::Network { url: url.to_string(), message }
-    }
+    move |source| DownloadError::Network { url: url.to_string(), source }
 }
 
 /// A small file (CHECKSUM, signature) into memory, refusing more than `limit` bytes.
@@ -269,6 +269,35 @@ mod tests {
         assert_eq!(parse_content_range("bytes 100-199/1000"), Some((100, Some(1000))));
         assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
         assert_eq!(parse_content_range("items 1-2/3"), None);
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_kept_as_the_source() {
+        // A port nothing listens on (bound, then released).
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = format!("http://127.0.0.1:{port}/CHECKSUM");
+        let e = fetch_small(&client(), &url, 1024).await.unwrap_err();
+        assert!(e.is_network(), "{e:?}");
+        assert_eq!(e.to_string(), format!("downloading {url}"));
+        assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<reqwest::Error>()), "{e:?}");
+        let mut cause = std::error::Error::source(&e);
+        let mut refused = false;
+        while let Some(c) = cause {
+            refused |=
+                c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::ConnectionRefused);
+            cause = c.source();
+        }
+        assert!(refused, "{}", crate::errors::chain(&e));
+    }
+
+    #[test]
+    fn a_partial_file_that_cannot_be_opened_names_it_and_keeps_the_io_error() {
+        let d = tempfile::tempdir().unwrap();
+        let partial = d.path().join("no-such-dir/image.partial");
+        let Err(e) = Sink::open(&partial, 0) else { panic!("opened a file in a missing directory") };
+        assert_eq!(e.to_string(), format!("partial download {}", partial.display()));
+        let io = std::error::Error::source(&e).and_then(|s| s.downcast_ref::<std::io::Error>()).expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]

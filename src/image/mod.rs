@@ -32,7 +32,7 @@ pub enum ImageError {
     NotListed { checksum_url: String, file: String },
     #[error("the CHECKSUM file says {from_file} but the profile pins {pinned} for {file}")]
     Conflict { file: String, from_file: String, pinned: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Signature(#[from] SignatureError),
     #[error("every source failed:\n  {}", .0.join("\n  "))]
     AllSourcesFailed(Vec<String>),
@@ -149,7 +149,7 @@ async fn fetch_small_any(
     for u in candidates(url, mirrors) {
         match download::fetch_small(client, &u, SMALL_FILE_LIMIT).await {
             Ok(b) => return Some((u, b)),
-            Err(e) => errors.push(e.to_string()),
+            Err(e) => errors.push(crate::errors::chain(&e)),
         }
     }
     None
@@ -292,7 +292,7 @@ pub async fn fetch(
                     return Err(ImageError::Mismatch { file: file.clone(), expected, actual: d.sha256 });
                 }
                 Err(e) if e.is_network() => {
-                    errors.push(e.to_string());
+                    errors.push(crate::errors::chain(&e));
                     if matches!(e, DownloadError::Status { .. }) {
                         break; // the same URL will answer the same: next mirror
                     }

@@ -6,14 +6,31 @@
 use pgp::composed::{CleartextSignedMessage, Deserializable, DetachedSignature, SignedPublicKey};
 use pgp::types::KeyDetails;
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// The OpenPGP library's errors are large; boxed so every `Result` here stays small.
+type PgpError = Box<pgp::errors::Error>;
+
+#[derive(Debug, thiserror::Error)]
 pub enum SignatureError {
-    #[error("trusted key {source_name}: not an OpenPGP public key: {message}")]
-    BadKey { source_name: String, message: String },
+    #[error("trusted key {source_name}: not an OpenPGP public key")]
+    BadKey {
+        source_name: String,
+        #[source]
+        source: PgpError,
+    },
+    #[error("trusted key {source_name}: its self-signatures do not verify, so it cannot be trusted")]
+    BadBindings {
+        source_name: String,
+        #[source]
+        source: PgpError,
+    },
     #[error("trusted key {source_name} has fingerprint {actual}, but the profile expects {expected}")]
     WrongKey { source_name: String, expected: String, actual: String },
-    #[error("the signature file is not an OpenPGP signature: {0}")]
-    BadSignature(String),
+    #[error("the signature file is not an OpenPGP signature")]
+    BadSignature(#[source] PgpError),
+    #[error("the CHECKSUM file is not a readable clearsigned OpenPGP message")]
+    BadClearsigned(#[source] PgpError),
+    #[error("the CHECKSUM file holds no clearsigned message")]
+    NotClearsigned,
     #[error(
         "the signature does not verify against key {fingerprint}: the CHECKSUM file was changed or signed by someone else"
     )]
@@ -36,9 +53,9 @@ pub fn normalize_fingerprint(f: &str) -> String {
 /// Parses an armored public key; when `expected` is given, its fingerprint must match.
 pub fn load_key(source_name: &str, armored: &str, expected: Option<&str>) -> Result<TrustedKey, SignatureError> {
     let (key, _) = SignedPublicKey::from_string(armored)
-        .map_err(|e| SignatureError::BadKey { source_name: source_name.into(), message: e.to_string() })?;
+        .map_err(|e| SignatureError::BadKey { source_name: source_name.into(), source: Box::new(e) })?;
     key.verify_bindings()
-        .map_err(|e| SignatureError::BadKey { source_name: source_name.into(), message: e.to_string() })?;
+        .map_err(|e| SignatureError::BadBindings { source_name: source_name.into(), source: Box::new(e) })?;
     let fingerprint = format!("{:X}", key.fingerprint());
     if let Some(expected) = expected {
         let expected = normalize_fingerprint(expected);
@@ -61,7 +78,7 @@ impl TrustedKey {
             Some(t) => DetachedSignature::from_string(t).map(|(s, _)| s),
             None => DetachedSignature::from_bytes(signature),
         }
-        .map_err(|e| SignatureError::BadSignature(e.to_string()))?;
+        .map_err(|e| SignatureError::BadSignature(Box::new(e)))?;
         if sig.verify(&self.key, data).is_ok() || self.signing_subkeys().any(|s| sig.verify(&s.key, data).is_ok()) {
             return Ok(());
         }
@@ -70,10 +87,9 @@ impl TrustedKey {
 
     /// Verifies a clearsigned document and returns only its signed text.
     pub fn verify_clearsigned(&self, document: &str) -> Result<String, SignatureError> {
-        let part = clearsigned_part(document)
-            .ok_or_else(|| SignatureError::BadSignature("no clearsigned message found".into()))?;
+        let part = clearsigned_part(document).ok_or(SignatureError::NotClearsigned)?;
         let (msg, _) =
-            CleartextSignedMessage::from_string(part).map_err(|e| SignatureError::BadSignature(e.to_string()))?;
+            CleartextSignedMessage::from_string(part).map_err(|e| SignatureError::BadClearsigned(Box::new(e)))?;
         if msg.verify(&self.key).is_ok() || self.signing_subkeys().any(|s| msg.verify(&s.key).is_ok()) {
             return Ok(msg.signed_text());
         }
@@ -126,5 +142,21 @@ mod tests {
         let k = load_key("almalinux-9", builtin_key("almalinux-9").unwrap(), None).unwrap();
         assert!(matches!(k.verify_detached(b"data", b"garbage"), Err(SignatureError::BadSignature(_))));
         assert!(k.verify_clearsigned("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nx\n").is_err());
+    }
+
+    #[test]
+    fn the_openpgp_error_is_the_source() {
+        // The source is the boxed pgp error (`Box<E>` is itself an `Error` that forwards to `E`).
+        let is_pgp = |e: &SignatureError| std::error::Error::source(e).is_some_and(|s| s.is::<PgpError>());
+        let e = load_key("x.asc", "not a key", None).unwrap_err();
+        assert!(matches!(&e, SignatureError::BadKey { source_name, .. } if source_name == "x.asc"), "{e:?}");
+        assert_eq!(e.to_string(), "trusted key x.asc: not an OpenPGP public key");
+        assert!(is_pgp(&e), "{e:?}");
+        let k = load_key("almalinux-9", builtin_key("almalinux-9").unwrap(), None).unwrap();
+        let e = k.verify_detached(b"data", b"garbage").unwrap_err();
+        assert!(matches!(e, SignatureError::BadSignature(_)) && is_pgp(&e), "{e:?}");
+        let e = k.verify_clearsigned("-----BEGIN PGP SIGNED MESSAGE-----\nHash: SHA256\n\nx\n").unwrap_err();
+        assert!(matches!(e, SignatureError::BadClearsigned(_)) && is_pgp(&e), "{e:?}");
+        assert!(matches!(k.verify_clearsigned("no header"), Err(SignatureError::NotClearsigned)));
     }
 }

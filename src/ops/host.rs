@@ -218,7 +218,7 @@ async fn handle_document(
             }
             on_sample(&HostSample::Powermetrics(s));
         }
-        Err(e) => sink.warning(format!("host monitor: skipped a powermetrics document: {e}")),
+        Err(e) => sink.warning(format!("host monitor: skipped a powermetrics document: {}", crate::errors::chain(&e))),
     }
 }
 

@@ -29,7 +29,9 @@ pub fn list(ws: &Workspace) -> Vec<ProfileRow> {
                 description: p.description.clone(),
                 error: None,
             },
-            Err(e) => ProfileRow { name, arch: None, source: None, description: None, error: Some(e.to_string()) },
+            Err(e) => {
+                ProfileRow { name, arch: None, source: None, description: None, error: Some(crate::errors::chain(&e)) }
+            }
         })
         .collect()
 }

@@ -174,12 +174,18 @@ fn default_seed() -> SeedAttachment {
     SeedAttachment::Virtio
 }
 
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+/// Not `PartialEq`: `Read` keeps the `io::Error` it failed with, and nothing compares these errors;
+/// tests match on the variant and its fields.
+#[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error("{file}:{line}:{column}: `{field}`: {message}{}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
     Invalid { file: String, line: usize, column: usize, field: String, message: String, suggestion: Option<String> },
-    #[error("{file}: cannot read: {message}")]
-    Read { file: String, message: String },
+    #[error("{file}: cannot read the profile")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("no profile named `{name}`{}; available: {available}", suggestion.as_ref().map(|s| format!(" (did you mean `{s}`?)")).unwrap_or_default())]
     Unknown { name: String, available: String, suggestion: Option<String> },
 }
@@ -348,7 +354,7 @@ pub fn load(name_or_path: &str, extra_dir: Option<&Path>) -> Result<Profile, Pro
 
 pub fn load_file(path: &Path) -> Result<Profile, ProfileError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|e| ProfileError::Read { file: path.display().to_string(), message: e.to_string() })?;
+        .map_err(|source| ProfileError::Read { file: path.display().to_string(), source })?;
     let mut p = parse(&path.display().to_string(), &text)?;
     p.base_dir = path.parent().map(Path::to_path_buf);
     Ok(p)
@@ -424,6 +430,18 @@ mod tests {
             .collect::<Vec<_>>()
             .join("\n");
         assert!(parse("p.yaml", &no_verify).unwrap_err().to_string().contains("always verified"));
+    }
+
+    #[test]
+    fn a_missing_file_keeps_the_io_error() {
+        let d = tempfile::tempdir().unwrap();
+        let missing = d.path().join("gone.yaml");
+        let e = load(missing.to_str().unwrap(), None).unwrap_err();
+        assert_eq!(e.to_string(), format!("{}: cannot read the profile", missing.display()));
+        let io = std::error::Error::source(&e)
+            .and_then(|s| s.downcast_ref::<std::io::Error>())
+            .expect("an io::Error source");
+        assert_eq!(io.kind(), std::io::ErrorKind::NotFound);
     }
 
     #[test]

@@ -238,9 +238,9 @@ async fn run_self_test(qemu: &OsStr, guest: Arch, settle: Duration) -> SelfTest 
         Ok(mut c) => match c.query_status().await {
             Ok(s) if s.running => SelfTest::Passed,
             Ok(s) => SelfTest::Failed(format!("self-test failed: the firmware stopped with status {}", s.status)),
-            Err(e) => SelfTest::Failed(format!("self-test failed: {e}")),
+            Err(e) => SelfTest::Failed(format!("self-test failed: {}", crate::errors::chain(&e))),
         },
-        Err(e) => SelfTest::Failed(format!("self-test failed: {e}")),
+        Err(e) => SelfTest::Failed(format!("self-test failed: {}", crate::errors::chain(&e))),
     };
     let _ = child.kill().await;
     verdict

@@ -12,8 +12,8 @@ use std::sync::Arc;
 pub const VOLUME_ID: &str = "cidata";
 
 #[derive(Debug, thiserror::Error)]
-#[error("building the seed ISO: {0}")]
-pub struct IsoError(String);
+#[error("writing the ISO 9660 image (volume id `{VOLUME_ID}`) in memory")]
+pub struct IsoError(#[source] hadris_iso::write::IsoCreationError);
 
 pub fn build(docs: &SeedDocuments) -> Result<Vec<u8>, IsoError> {
     let file =
@@ -40,7 +40,7 @@ pub fn build(docs: &SeedDocuments) -> Result<Vec<u8>, IsoError> {
     };
     let size: usize = docs.user_data.len() + docs.meta_data.len() + docs.network_config.len();
     let buffer = Cursor::new(vec![0u8; 512 * 1024 + size * 2]);
-    let out = IsoImageWriter::create(buffer, files, options).map_err(|e| IsoError(e.to_string()))?;
+    let out = IsoImageWriter::create(buffer, files, options).map_err(IsoError)?;
     let mut bytes = out.into_inner();
     // The writer works in a pre-sized buffer; trim the unused tail to whole sectors in use.
     if let Some(last) = bytes.iter().rposition(|b| *b != 0) {
@@ -48,4 +48,22 @@ pub fn build(docs: &SeedDocuments) -> Result<Vec<u8>, IsoError> {
         bytes.truncate(used.max(32 * 2048));
     }
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_and_a_writer_failure_stays_the_source() {
+        let docs =
+            SeedDocuments { user_data: "#cloud-config\n".into(), meta_data: "m".into(), network_config: "n".into() };
+        let iso = build(&docs).unwrap();
+        assert_eq!(&iso[16 * 2048 + 1..16 * 2048 + 6], b"CD001", "a primary volume descriptor at sector 16");
+        // Writing into memory does not fail in practice, so the error is made from the writer's own
+        // error type: the io::Error must be reachable as a source, not folded into the message.
+        let e = IsoError(hadris_iso::write::IsoCreationError::Io(hadris_iso::Error::other("disk on fire")));
+        assert_eq!(e.to_string(), "writing the ISO 9660 image (volume id `cidata`) in memory");
+        assert_eq!(crate::errors::chain(&e), format!("{e}: Other: disk on fire"));
+    }
 }

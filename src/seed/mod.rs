@@ -24,12 +24,10 @@ pub struct SeedDocuments {
     pub network_config: String,
 }
 
+/// A seed document failed to render; the template error names the document and keeps the cause.
 #[derive(Debug, thiserror::Error)]
-#[error("seed template {template}: {message}")]
-pub struct SeedError {
-    pub template: String,
-    pub message: String,
-}
+#[error(transparent)]
+pub struct SeedError(#[from] pub crate::templates::TemplateError);
 
 /// A stable instance id for the VM's lifetime: it changes only when the VM (and so its host key)
 /// is made anew, which is exactly when cloud-init should run its per-instance steps again.
@@ -41,9 +39,7 @@ pub fn instance_id(vm: &str, host_public_key: &str) -> String {
 
 /// Renders the three documents. Pure: the same input gives the same bytes.
 pub fn render(input: &SeedInput) -> Result<SeedDocuments, SeedError> {
-    let r = |name: &str| {
-        crate::templates::render(name, input).map_err(|e| SeedError { template: e.template, message: e.message })
-    };
+    let r = |name: &str| crate::templates::render(name, input).map_err(SeedError);
     Ok(SeedDocuments {
         user_data: r("user-data.yaml.j2")?,
         meta_data: r("meta-data.yaml.j2")?,
@@ -75,6 +71,16 @@ mod tests {
         assert!(d.user_data.contains("ssh_pwauth: false"));
         assert_eq!(d.meta_data, "instance-id: \"iid-lab-1\"\nlocal-hostname: \"lab\"\n");
         assert!(d.network_config.contains("dhcp4: true"));
+    }
+
+    #[test]
+    fn a_render_failure_names_the_document_and_keeps_minijinjas_error() {
+        // The seed input always has every field; a context without them shows what a failure carries.
+        let e = SeedError::from(crate::templates::render("user-data.yaml.j2", &serde_json::json!({})).unwrap_err());
+        assert_eq!(e.to_string(), "rendering template user-data.yaml.j2");
+        let cause =
+            std::error::Error::source(&e).and_then(|s| s.downcast_ref::<minijinja::Error>()).expect("minijinja");
+        assert_eq!(cause.kind(), minijinja::ErrorKind::UndefinedError);
     }
 
     #[test]
