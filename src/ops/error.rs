@@ -58,6 +58,8 @@ pub enum OpError {
         #[source]
         source: crate::ssh::SshError,
     },
+    #[error("the collector would refuse this config")]
+    CollectorConfig(#[source] sysmon_collector::config::ConfigError),
     #[error("no VMs in {dir} (create one with `sysmonvm up`)")]
     NoVms { dir: PathBuf },
     #[error("several VMs ({names}): name one")]

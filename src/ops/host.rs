@@ -78,7 +78,7 @@ async fn push(url: &str, families: &[Family], start: u64, sink: &dyn Sink) -> bo
             false
         }
         Err(e) => {
-            sink.warning(format!("host monitor: OTLP push to {url}: {e}"));
+            sink.warning(format!("host monitor: OTLP push to {url}: {}", crate::errors::chain(&e)));
             false
         }
     }

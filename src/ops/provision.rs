@@ -236,8 +236,7 @@ pub async fn collector_install_locked(
         Some(file) => {
             let text = std::fs::read_to_string(file).map_err(OpError::io(format!("reading {}", file.display())))?;
             // The collector's own parser: a file it would refuse never reaches the guest.
-            sysmon_collector::config::parse(file, &text)
-                .map_err(|e| OpError::Failed { what: format!("{}", file.display()), detail: e.to_string() })?;
+            sysmon_collector::config::parse(file, &text).map_err(OpError::CollectorConfig)?;
             Some(text)
         }
         None => None,
