@@ -14,6 +14,7 @@ pub mod profile;
 pub mod qemu;
 pub mod qga;
 pub mod qmp;
+pub mod sanitize;
 pub mod seed;
 pub mod ssh;
 pub mod system_packages;

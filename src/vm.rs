@@ -249,7 +249,8 @@ fn image_format(path: &Path) -> String {
 }
 
 /// The QEMU process of this VM, if it runs: the pidfile names a live process whose command line
-/// carries the VM's name (so a recycled pid is not mistaken for it).
+/// is this VM's (so a recycled pid, or another VM whose name merely contains this one, is not
+/// mistaken for it).
 pub fn running_pid(vm: &VmPaths) -> Option<i32> {
     let pid: i32 = std::fs::read_to_string(&vm.pidfile).ok()?.trim().parse().ok()?;
     // SAFETY: signal 0 only checks that the process exists.
@@ -257,9 +258,20 @@ pub fn running_pid(vm: &VmPaths) -> Option<i32> {
         return None;
     }
     match std::fs::read(format!("/proc/{pid}/cmdline")) {
-        Ok(cmd) => String::from_utf8_lossy(&cmd).contains(&format!("sysmonvm-{}", vm.name)).then_some(pid),
+        Ok(cmd) => is_vm_process(&cmd, vm).then_some(pid),
         Err(_) => Some(pid), // no /proc (macOS): trust the live pid
     }
+}
+
+/// Pure: whether a NUL-separated command line is the QEMU of `vm`: `-name sysmonvm-NAME` exactly,
+/// its own `-pidfile`, and a QMP chardev on its own socket.
+pub fn is_vm_process(cmdline: &[u8], vm: &VmPaths) -> bool {
+    let args: Vec<String> = cmdline.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect();
+    let value_of = |flag: &str| args.windows(2).find(|w| w[0] == flag).map(|w| w[1].as_str());
+    let qmp = format!("socket,id=qmp,path={},", argv::option_value(&vm.qmp_socket.display().to_string()));
+    value_of("-name") == Some(format!("sysmonvm-{}", vm.name).as_str())
+        && value_of("-pidfile") == Some(vm.pidfile.display().to_string().as_str())
+        && args.iter().any(|a| a.starts_with(&qmp))
 }
 
 /// Removes the leftovers of a QEMU that is gone (killed, crashed, host rebooted).
@@ -307,36 +319,9 @@ pub fn choose_ports(state: &VmState) -> Result<(u16, Vec<(u16, u16)>), VmError> 
     Ok((ssh, forwards))
 }
 
-/// Serial output without terminal control sequences (firmware menus clear the screen a lot).
-pub fn printable(raw: &str) -> String {
-    let mut out = String::with_capacity(raw.len());
-    let mut chars = raw.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            '\u{1b}' => {
-                // CSI: ESC [ params final-byte; other escapes: drop ESC and the next char.
-                if chars.peek() == Some(&'[') {
-                    chars.next();
-                    for d in chars.by_ref() {
-                        if ('@'..='~').contains(&d) {
-                            break;
-                        }
-                    }
-                } else {
-                    chars.next();
-                }
-            }
-            '\n' | '\t' => out.push(c),
-            c if c.is_control() => {}
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 pub fn serial_tail(vm: &VmPaths, lines: usize) -> String {
     let text =
-        printable(&std::fs::read(&vm.serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default());
+        crate::sanitize::terminal(&std::fs::read(&vm.serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default());
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -794,9 +779,27 @@ mod tests {
 
     use super::*;
 
+
     #[test]
-    fn control_sequences_are_stripped() {
-        assert_eq!(printable("\u{1b}[2J\u{1b}[01;01HUEFI Shell\r\nok\u{7}"), "UEFI Shell\nok");
+    fn a_vm_is_recognised_by_its_exact_name_pidfile_and_qmp_socket() {
+        let ws = Workspace::at(Path::new("/ws"));
+        let lab = ws.vm("sysmonvm-lab").unwrap();
+        let lab2 = ws.vm("sysmonvm-lab2").unwrap();
+        let p = crate::profile::load("almalinux-9-x86_64", None).unwrap();
+        let plan = LaunchPlan {
+            accel: ResolvedAccel::Tcg,
+            firmware_code: "/fw.fd".into(),
+            ssh_port: 1,
+            forwards: vec![],
+            daemonize: true,
+        };
+        let cmdline = |vm: &VmPaths| argv::argv(&p, &plan, vm).join("\0").into_bytes();
+        assert!(is_vm_process(&cmdline(&lab), &lab));
+        assert!(is_vm_process(&cmdline(&lab2), &lab2));
+        // `sysmonvm-lab` is a substring of `sysmonvm-lab2`'s name: not the same VM.
+        assert!(!is_vm_process(&cmdline(&lab2), &lab));
+        assert!(!is_vm_process(&cmdline(&lab), &lab2));
+        assert!(!is_vm_process(b"sleep\0600", &lab));
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `bootstrap` and `collector build|install|status|logs|uninstall`.
 
-use super::render::{Terminal, block_on, print_json, safe};
+use super::render::{Terminal, block_on, print_json, safe, safe_line};
 use crate::{BootstrapArgs, CollectorCommand};
 use std::io::Write;
 use sysmonvm::exit;
@@ -48,7 +48,7 @@ pub fn run(ws: &Workspace, cmd: CollectorCommand, json: bool) -> crate::Exit {
             if json {
                 print_json(&s)?;
             } else {
-                let or = |v: &Option<String>, d: &str| safe(v.as_deref().unwrap_or(d));
+                let or = |v: &Option<String>, d: &str| safe_line(v.as_deref().unwrap_or(d));
                 println!("{}: {} ({})", s.vm, or(&s.active, "?"), or(&s.sub, "?"));
                 println!("  version      {}", or(&s.version, "not installed"));
                 println!("  binary       {} {}", s.binary, or(&s.binary_sha256, "-"));

@@ -23,7 +23,12 @@ pub fn block_on<F: std::future::Future>(f: F) -> anyhow::Result<F::Output> {
 
 /// Text from a guest or a server, safe to print: control characters and escape sequences go.
 pub fn safe(text: &str) -> String {
-    sysmonvm::vm::printable(text)
+    sysmonvm::sanitize::terminal(text)
+}
+
+/// One field of guest text on one line (a version, an OS name).
+pub fn safe_line(text: &str) -> String {
+    sysmonvm::sanitize::line(text)
 }
 
 /// Renders events on stderr: today's lines, a spinner per guest step and a bar per download on

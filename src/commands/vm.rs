@@ -1,6 +1,6 @@
 //! `up`, `down` and `vm argv|create|start|stop|status|ssh|console|list|destroy`.
 
-use super::render::{Terminal, block_on, confirm, print_json, safe};
+use super::render::{Terminal, block_on, confirm, print_json, safe, safe_line};
 use crate::{Exit, UpArgs, VmCommand};
 use std::io::Write;
 use sysmonvm::exit;
@@ -143,7 +143,7 @@ fn print_status(r: &ops::vm::StatusReport) {
         "{}: {}{}",
         s.name,
         s.state,
-        s.qmp_status.as_ref().map(|q| format!(" (QMP: {})", safe(q))).unwrap_or_default()
+        s.qmp_status.as_ref().map(|q| format!(" (QMP: {})", safe_line(q))).unwrap_or_default()
     );
     if let Some(a) = s.accel {
         println!("  accelerator  {}", a.as_str());
@@ -156,7 +156,7 @@ fn print_status(r: &ops::vm::StatusReport) {
     }
     match (&r.guest, &s.guest_agent_error) {
         (Some(g), _) => {
-            println!("  guest        {} ({} vCPUs)", safe(g.os.as_deref().unwrap_or("?")), g.vcpus)
+            println!("  guest        {} ({} vCPUs)", safe_line(g.os.as_deref().unwrap_or("?")), g.vcpus)
         }
         (None, Some(e)) if s.pid.is_some() => println!("  guest agent  {}", safe(e)),
         _ => {}

@@ -464,7 +464,7 @@ fn save_cache(file: &Path, cache: &SelfTestCache) -> Result<(), SelfTestCacheErr
 fn qemu_error_line(stderr: &str) -> String {
     let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let line = lines.iter().find(|l| l.contains("error")).or(lines.last()).copied().unwrap_or("(no output)");
-    crate::vm::printable(line)
+    crate::sanitize::terminal(line)
 }
 
 #[cfg(test)]

@@ -63,10 +63,17 @@ pub fn cpu_model(profile_cpu: &str, accel: ResolvedAccel) -> String {
     }
 }
 
+/// A value inside a QEMU option list: commas doubled.
+pub fn option_value(v: &str) -> String {
+    v.replace(',', ",,")
+}
+
 pub fn argv(p: &Profile, plan: &LaunchPlan, vm: &VmPaths) -> Vec<String> {
     let mut a: Vec<String> = vec![program(p.arch).into()];
     let mut push = |items: &[&str]| a.extend(items.iter().map(|s| s.to_string()));
-    let path = |p: &PathBuf| p.display().to_string();
+    // Inside a QEMU option list (`key=value,key=value`) a comma is written `,,`; without that a
+    // path containing `,readonly=off` would become an option of its own.
+    let path = |p: &PathBuf| option_value(&p.display().to_string());
 
     // No `process=`: QEMU exits on macOS when asked to rename its process.
     push(&["-name", &format!("sysmonvm-{}", vm.name)]);
@@ -112,7 +119,8 @@ pub fn argv(p: &Profile, plan: &LaunchPlan, vm: &VmPaths) -> Vec<String> {
     push(&["-chardev", &format!("socket,id=qga,path={},server=on,wait=off", path(&vm.qga_socket))]);
     push(&["-device", "virtio-serial-pci", "-device", "virtserialport,chardev=qga,name=org.qemu.guest_agent.0"]);
     push(&["-chardev", &format!("file,id=serial0,path={}", path(&vm.serial_log)), "-serial", "chardev:serial0"]);
-    push(&["-pidfile", &path(&vm.pidfile)]);
+    // A plain argument, not an option list: no doubling.
+    push(&["-pidfile", &vm.pidfile.display().to_string()]);
     if plan.daemonize {
         push(&["-daemonize"]);
     }
@@ -122,6 +130,27 @@ pub fn argv(p: &Profile, plan: &LaunchPlan, vm: &VmPaths) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn commas_in_paths_are_doubled_in_option_lists() {
+        let ws = crate::workspace::Workspace::at(std::path::Path::new("/tmp/a,readonly=off,b"));
+        let vm = ws.vm("lab").unwrap();
+        let p = crate::profile::load("almalinux-9-x86_64", None).unwrap();
+        let plan = LaunchPlan {
+            accel: ResolvedAccel::Tcg,
+            firmware_code: PathBuf::from("/fw/x,y.fd"),
+            ssh_port: 2222,
+            forwards: vec![],
+            daemonize: true,
+        };
+        let a = argv(&p, &plan, &vm);
+        let drive = a.iter().find(|x| x.contains("id=disk0")).unwrap();
+        assert_eq!(drive, "if=none,id=disk0,format=qcow2,discard=unmap,file=/tmp/a,,readonly=off,,b/vms/lab/disk.qcow2");
+        assert!(a.contains(&"if=pflash,format=raw,unit=0,readonly=on,file=/fw/x,,y.fd".to_string()), "{a:?}");
+        assert!(a.iter().any(|x| x == "socket,id=qmp,path=/tmp/a,,readonly=off,,b/vms/lab/qmp.sock,server=on,wait=off"));
+        let pid = a.iter().position(|x| x == "-pidfile").unwrap();
+        assert_eq!(a[pid + 1], "/tmp/a,readonly=off,b/vms/lab/qemu.pid");
+    }
 
     #[test]
     fn host_cpu_becomes_max_under_tcg_only() {
