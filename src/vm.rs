@@ -148,7 +148,8 @@ fn firmware_code(p: &Profile, vm: &VmPaths) -> Result<(PathBuf, PathBuf), VmErro
 }
 
 /// The system OpenSSH command line for an interactive `vm ssh`: the workspace key, the VM's
-/// pinned host key under its alias, never trust-on-first-use.
+/// pinned host key under its alias, never trust-on-first-use. The user goes in `-l` and the host
+/// after `--`, so no profile value can be read as an option.
 pub fn openssh_argv(ws: &Workspace, vm: &VmPaths, state: &VmState, port: u16, command: &[String]) -> Vec<String> {
     let mut argv: Vec<String> = vec!["ssh".into(), "-i".into(), ws.user_key().display().to_string()];
     argv.extend(["-p".into(), port.to_string()]);
@@ -161,11 +162,8 @@ pub fn openssh_argv(ws: &Workspace, vm: &VmPaths, state: &VmState, port: u16, co
     ] {
         argv.extend(["-o".into(), o]);
     }
-    argv.push(format!("{}@127.0.0.1", state.profile.ssh.user));
-    if !command.is_empty() {
-        argv.push("--".into());
-        argv.extend(command.iter().cloned());
-    }
+    argv.extend(["-l".into(), state.profile.ssh.user.clone(), "--".into(), "127.0.0.1".into()]);
+    argv.extend(command.iter().cloned());
     argv
 }
 
@@ -320,8 +318,9 @@ pub fn choose_ports(state: &VmState) -> Result<(u16, Vec<(u16, u16)>), VmError> 
 }
 
 pub fn serial_tail(vm: &VmPaths, lines: usize) -> String {
-    let text =
-        crate::sanitize::terminal(&std::fs::read(&vm.serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default());
+    let text = crate::sanitize::terminal(
+        &std::fs::read(&vm.serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default(),
+    );
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..].join("\n")
 }
@@ -779,7 +778,6 @@ mod tests {
 
     use super::*;
 
-
     #[test]
     fn a_vm_is_recognised_by_its_exact_name_pidfile_and_qmp_socket() {
         let ws = Workspace::at(Path::new("/ws"));
@@ -799,7 +797,32 @@ mod tests {
         // `sysmonvm-lab` is a substring of `sysmonvm-lab2`'s name: not the same VM.
         assert!(!is_vm_process(&cmdline(&lab2), &lab));
         assert!(!is_vm_process(&cmdline(&lab), &lab2));
-        assert!(!is_vm_process(b"sleep\0600", &lab));
+        assert!(!is_vm_process(b"sleep\0x600", &lab));
+    }
+
+    #[test]
+    fn openssh_gets_the_user_as_an_option_value_and_the_host_after_double_dash() {
+        let d = tempfile::tempdir().unwrap();
+        let ws = Workspace::at(d.path());
+        let vm = ws.vm("lab").unwrap();
+        let mut p = crate::profile::load("almalinux-9-x86_64", None).unwrap();
+        p.ssh.user = "alma".into();
+        let state = VmState {
+            name: "lab".into(),
+            profile: p,
+            profile_source: String::new(),
+            image_path: PathBuf::new(),
+            image_sha256: String::new(),
+            instance_id: String::new(),
+            created_at: String::new(),
+            accel: None,
+            ssh_port: Some(2200),
+            forwards: vec![],
+        };
+        let a = openssh_argv(&ws, &vm, &state, 2200, &["uname".into(), "-a".into()]);
+        let l = a.iter().position(|x| x == "-l").unwrap();
+        assert_eq!(a[l + 1..], ["alma", "--", "127.0.0.1", "uname", "-a"]);
+        assert!(!a.iter().any(|x| x.contains('@')), "{a:?}");
     }
 
     #[test]

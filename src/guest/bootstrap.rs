@@ -24,10 +24,11 @@ pub fn base_packages(family: GuestFamily) -> &'static [&'static str] {
 /// Package names go into a shell command unquoted, so only the characters Debian and RPM allow
 /// in names are accepted (no spaces, quotes or shell metacharacters).
 pub fn check_package_name(name: &str) -> Result<(), PlanError> {
-    let ok = name.len() <= 128
-        && name.starts_with(|c: char| c.is_ascii_alphanumeric())
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"+-._:".contains(&b));
-    if ok { Ok(()) } else { Err(PlanError::Input(format!("{name:?} is not a valid package name"))) }
+    if crate::profile::is_package_name(name) {
+        Ok(())
+    } else {
+        Err(PlanError::Input(format!("{name:?} is not a valid package name")))
+    }
 }
 
 #[derive(Serialize)]

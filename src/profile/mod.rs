@@ -248,6 +248,31 @@ fn is_hex_sha256(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// A POSIX (useradd) user name: `[a-z_][a-z0-9_-]*`, at most 32 characters — never an option
+/// (`-oProxyCommand=…`) or shell text once it reaches OpenSSH's argv or a guest script.
+pub fn is_posix_user(s: &str) -> bool {
+    let mut b = s.bytes();
+    matches!(b.next(), Some(c) if c.is_ascii_lowercase() || c == b'_')
+        && s.len() <= 32
+        && b.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-')
+}
+
+/// A package name as Debian and RPM allow them (they go into a shell command unquoted, so no
+/// spaces, quotes or shell metacharacters).
+pub fn is_package_name(name: &str) -> bool {
+    name.len() <= 128 && is_word(name, "+-._:")
+}
+
+/// A non-empty word of ASCII letters, digits and `extra`, starting with a letter or digit.
+fn is_word(s: &str, extra: &str) -> bool {
+    s.bytes().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.bytes().all(|c| c.is_ascii_alphanumeric() || extra.as_bytes().contains(&c))
+}
+
+fn is_plain_absolute(p: &Path) -> bool {
+    p.is_absolute() && !p.to_string_lossy().contains(['\n', '\r', '\0'])
+}
+
 /// Rules serde cannot express. Returns (field path, problem).
 pub fn validate(p: &Profile) -> Result<(), (String, String)> {
     let bad = |f: &str, m: &str| Err((f.to_string(), m.to_string()));
@@ -311,8 +336,42 @@ pub fn validate(p: &Profile) -> Result<(), (String, String)> {
             return bad(&format!("image.mirrors[{n}]"), "must be an http:// or https:// URL");
         }
     }
-    if p.ssh.user.is_empty() || p.ssh.user == "root" {
+    if p.ssh.user == "root" {
         return bad("ssh.user", "a non-root user name (cloud-init creates it with passwordless sudo)");
+    }
+    if !is_posix_user(&p.ssh.user) {
+        return bad(
+            "ssh.user",
+            "a POSIX user name: a lowercase letter or '_', then lowercase letters, digits, '_' or '-' (at most 32)",
+        );
+    }
+    // Fields that become QEMU words: a plain name, never something that reads as an option.
+    if !is_word(&p.machine, "._-") {
+        return bad("machine", "a QEMU machine type such as q35 or virt (letters, digits, '.', '_', '-')");
+    }
+    if !is_word(&p.cpu, "._-+=,") {
+        return bad("cpu", "a QEMU CPU model such as host, max or cortex-a72, optionally with ,property=value");
+    }
+    if let Firmware::Paths(fw) = &p.firmware {
+        if !is_plain_absolute(&fw.code) {
+            return bad("firmware.code", "an absolute path (no newlines)");
+        }
+        if !fw.vars.as_os_str().is_empty() && !is_plain_absolute(&fw.vars) {
+            return bad("firmware.vars", "an absolute path (no newlines), or \"\" for none");
+        }
+    }
+    for (n, pkg) in p.packages.iter().enumerate() {
+        if !is_package_name(pkg) {
+            return bad(&format!("packages[{n}]"), "a package name (letters, digits, '+', '.', '_', '-')");
+        }
+    }
+    for (n, f) in p.forwards.iter().enumerate() {
+        if f.guest == 0 {
+            return bad(&format!("forwards[{n}].guest"), "a guest port between 1 and 65535");
+        }
+    }
+    if p.collector.port == 0 {
+        return bad("collector.port", "a port between 1 and 65535");
     }
     if sysmon_collector::config::parse_duration(&p.collector.interval).is_err() {
         return bad("collector.interval", "a duration such as 1s or 250ms");
@@ -415,6 +474,38 @@ mod tests {
         let text = include_str!("../../profiles/almalinux-9-x86_64.yaml").replace("smp: 4", "smp: four");
         let e = parse("p.yaml", &text).unwrap_err().to_string();
         assert!(e.contains("`smp`"), "{e}");
+    }
+
+    #[test]
+    fn fields_that_reach_an_argv_a_path_or_a_script_refuse_options_and_shell() {
+        let base = include_str!("../../profiles/almalinux-9-x86_64.yaml");
+        let base = parse("p.yaml", base).unwrap();
+        let hostile = ["-oProxyCommand=touch /tmp/PWNED;#", "$(touch /tmp/PWNED)", "a b", "x;reboot", "`id`", ""];
+        type Set = fn(&mut Profile, &str);
+        let fields: &[(&str, Set)] = &[
+            ("ssh.user", |p, v| p.ssh.user = v.into()),
+            ("machine", |p, v| p.machine = v.into()),
+            ("cpu", |p, v| p.cpu = v.into()),
+            ("packages[0]", |p, v| p.packages = vec![v.into()]),
+            ("name", |p, v| p.name = v.into()),
+            ("collector.interval", |p, v| p.collector.interval = v.into()),
+            ("firmware.code", |p, v| {
+                p.firmware = Firmware::Paths(FirmwarePaths { code: v.into(), vars: "/v.fd".into() })
+            }),
+        ];
+        for (field, set) in fields {
+            for value in hostile {
+                let mut p = base.clone();
+                set(&mut p, value);
+                let e = validate(&p).expect_err(&format!("{field} = {value:?} passed validation"));
+                assert_eq!(&e.0, field, "{value:?}: {e:?}");
+            }
+        }
+        let mut ok = base.clone();
+        ok.ssh.user = "alma_user-2".into();
+        ok.cpu = "max,pauth-impdef=on".into();
+        ok.packages = vec!["g++".into(), "python3.11".into()];
+        validate(&ok).unwrap();
     }
 
     #[test]

@@ -145,9 +145,14 @@ mod tests {
         };
         let a = argv(&p, &plan, &vm);
         let drive = a.iter().find(|x| x.contains("id=disk0")).unwrap();
-        assert_eq!(drive, "if=none,id=disk0,format=qcow2,discard=unmap,file=/tmp/a,,readonly=off,,b/vms/lab/disk.qcow2");
+        assert_eq!(
+            drive,
+            "if=none,id=disk0,format=qcow2,discard=unmap,file=/tmp/a,,readonly=off,,b/vms/lab/disk.qcow2"
+        );
         assert!(a.contains(&"if=pflash,format=raw,unit=0,readonly=on,file=/fw/x,,y.fd".to_string()), "{a:?}");
-        assert!(a.iter().any(|x| x == "socket,id=qmp,path=/tmp/a,,readonly=off,,b/vms/lab/qmp.sock,server=on,wait=off"));
+        assert!(
+            a.iter().any(|x| x == "socket,id=qmp,path=/tmp/a,,readonly=off,,b/vms/lab/qmp.sock,server=on,wait=off")
+        );
         let pid = a.iter().position(|x| x == "-pidfile").unwrap();
         assert_eq!(a[pid + 1], "/tmp/a,readonly=off,b/vms/lab/qemu.pid");
     }
