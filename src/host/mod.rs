@@ -178,6 +178,40 @@ pub fn load_memory_families(load: Option<[f64; 3]>, used: Option<u64>, total: Op
     out
 }
 
+/// Where `host install` puts the copy of `sysmonvm` the root daemon runs: a root-owned path, so
+/// the user who ran `sudo sysmonvm host install` cannot later swap the binary root executes.
+pub const DAEMON_BINARY_DIR: &str = "/Library/Application Support/sysmonvm";
+pub const DAEMON_BINARY: &str = "/Library/Application Support/sysmonvm/sysmonvm";
+
+/// What `host install` does, in order (pure; the executor is `ops::host::install_daemon`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DaemonStep {
+    /// Create a directory owned by root:wheel, mode 0755.
+    RootDir(&'static str),
+    /// Copy `from` to `to` as root:wheel 0755 (through a temporary file renamed into place).
+    RootCopy { from: String, to: &'static str },
+    /// Write the plist as root:wheel 0644.
+    Plist { path: &'static str, contents: String },
+    /// `launchctl bootout system/LABEL` (a missing daemon is fine), then `launchctl bootstrap system PLIST`.
+    Reload,
+}
+
+/// The install plan for the launchd daemon: a root-owned copy of `current_exe`, a plist that
+/// runs that copy (never the user's own binary), and the reload.
+pub fn daemon_install_plan(
+    current_exe: &str,
+    endpoint: &str,
+    interval: &str,
+) -> Result<Vec<DaemonStep>, crate::templates::TemplateError> {
+    Ok(vec![
+        DaemonStep::RootDir(DAEMON_BINARY_DIR),
+        DaemonStep::RootDir(LOG_DIR),
+        DaemonStep::RootCopy { from: current_exe.to_string(), to: DAEMON_BINARY },
+        DaemonStep::Plist { path: LAUNCHD_PLIST, contents: launchd_plist(DAEMON_BINARY, endpoint, interval)? },
+        DaemonStep::Reload,
+    ])
+}
+
 /// The launchd daemon that runs `sysmonvm host monitor` at boot (templates/launchd/).
 pub fn launchd_plist(
     sysmonvm: &str,
@@ -195,6 +229,16 @@ pub fn launchd_plist(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_daemon_runs_a_root_owned_copy_never_the_users_binary() {
+        let plan = daemon_install_plan("/Users/me/.cargo/bin/sysmonvm", "http://127.0.0.1:4318", "1s").unwrap();
+        assert_eq!(plan[2], DaemonStep::RootCopy { from: "/Users/me/.cargo/bin/sysmonvm".into(), to: DAEMON_BINARY });
+        let DaemonStep::Plist { contents, .. } = &plan[3] else { panic!("{plan:?}") };
+        assert!(contents.contains(&format!("<string>{DAEMON_BINARY}</string>")), "{contents}");
+        assert!(!contents.contains("/Users/me"), "{contents}");
+        assert!(matches!(plan.last(), Some(DaemonStep::Reload)));
+    }
 
     #[test]
     fn families_of_a_real_capture_encode_for_prometheus_and_otlp() {

@@ -275,22 +275,52 @@ pub fn install_daemon(endpoint: &str, interval: Duration) -> Result<DaemonReport
     sysmon_collector::push::metrics_url(endpoint).map_err(OpError::Invalid)?;
     let exe = std::env::current_exe().map_err(OpError::io("finding this executable"))?.display().to_string();
     let interval = format!("{}ms", interval.as_millis());
-    let plist = host::launchd_plist(&exe, endpoint, &interval)?;
-    std::fs::create_dir_all(host::LOG_DIR).map_err(OpError::io(host::LOG_DIR))?;
-    std::fs::write(host::LAUNCHD_PLIST, plist).map_err(OpError::io(host::LAUNCHD_PLIST))?;
-    let _ =
-        std::process::Command::new("launchctl").args(["bootout", &format!("system/{}", host::LAUNCHD_LABEL)]).status();
-    let st = std::process::Command::new("launchctl")
-        .args(["bootstrap", "system", host::LAUNCHD_PLIST])
-        .status()
-        .map_err(OpError::io("running launchctl"))?;
-    if !st.success() {
-        return Err(OpError::Failed {
-            what: format!("launchctl bootstrap system {}", host::LAUNCHD_PLIST),
-            detail: st.to_string(),
-        });
+    for step in host::daemon_install_plan(&exe, endpoint, &interval)? {
+        run_daemon_step(&step)?;
     }
     Ok(DaemonReport { plist: host::LAUNCHD_PLIST.into(), action: "installed".into(), log_dir: host::LOG_DIR.into() })
+}
+
+/// Runs one step of the daemon plan as root (macOS; not run in CI: no macOS there).
+fn run_daemon_step(step: &host::DaemonStep) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    let root_owned = |path: &str, mode: u32| -> Result<()> {
+        std::os::unix::fs::chown(path, Some(0), Some(0)).map_err(OpError::io(format!("chown root:wheel {path}")))?;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(OpError::io(path))
+    };
+    match step {
+        host::DaemonStep::RootDir(dir) => {
+            std::fs::create_dir_all(dir).map_err(OpError::io(*dir))?;
+            root_owned(dir, 0o755)
+        }
+        host::DaemonStep::RootCopy { from, to } => {
+            let tmp = format!("{to}.new");
+            std::fs::copy(from, &tmp).map_err(OpError::io(format!("copying {from} to {tmp}")))?;
+            root_owned(&tmp, 0o755)?;
+            std::fs::rename(&tmp, to).map_err(OpError::io(*to))
+        }
+        host::DaemonStep::Plist { path, contents } => {
+            std::fs::write(path, contents).map_err(OpError::io(*path))?;
+            root_owned(path, 0o644)
+        }
+        host::DaemonStep::Reload => {
+            let _ = std::process::Command::new("launchctl")
+                .args(["bootout", &format!("system/{}", host::LAUNCHD_LABEL)])
+                .status();
+            let st = std::process::Command::new("launchctl")
+                .args(["bootstrap", "system", host::LAUNCHD_PLIST])
+                .status()
+                .map_err(OpError::io("running launchctl"))?;
+            if st.success() {
+                Ok(())
+            } else {
+                Err(OpError::Failed {
+                    what: format!("launchctl bootstrap system {}", host::LAUNCHD_PLIST),
+                    detail: st.to_string(),
+                })
+            }
+        }
+    }
 }
 
 /// macOS: removes the launchd daemon.

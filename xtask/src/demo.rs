@@ -211,7 +211,7 @@ fn http_get(addr: &str, path: &str) -> Result<String> {
 }
 
 fn print_readings(snap: &Value) {
-    let clean = |v: &Value| sysmonvm::vm::printable(v.as_str().unwrap_or("")).replace('\n', " ");
+    let clean = |v: &Value| sysmonvm::sanitize::line(v.as_str().unwrap_or(""));
     println!("{}  ({} CPUs)", clean(&snap["timestamp"]), snap["cpus"].as_array().map_or(0, Vec::len));
     for c in snap["cpus"].as_array().into_iter().flatten() {
         let freq = c["frequency_hz"].as_f64().map_or("no value".to_string(), |hz| format!("{:.0} MHz", hz / 1e6));
