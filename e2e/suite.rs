@@ -3,7 +3,13 @@
 //! user relies on: SSH with the pinned key, an idempotent bootstrap and install, the collector's
 //! `/metrics` and `/v1/snapshot` through the forward, a container seen with its CPU use, faults
 //! that must end in clear messages and leave the VM usable, and the lifecycle (clean stop, up
-//! again, kill -9 recovery, destroy). Prints the timings of every step.
+//! again, kill -9 recovery, destroy).
+//!
+//! Every step runs and is reported (pass, FAIL or not run, with its seconds), ending in
+//! `e2e: N passed, M failed, K not run`; any failure or step not run makes the exit non-zero.
+//! A required step (build, image, up, SSH login, …) that fails stops the steps that depend on
+//! it, which are then reported as not run with the step they needed; an independent step's
+//! failure is recorded and the suite goes on.
 
 use anyhow::{Context, Result, bail, ensure};
 use serde_json::Value;
@@ -38,7 +44,44 @@ struct Run {
     ws: PathBuf,
     bin: PathBuf,
     name: String,
-    timings: Vec<(String, f64)>,
+    /// Every step in order with its result, and the timings reported inside steps.
+    entries: Vec<Entry>,
+    /// The required step that failed: every later step depends on it and is not run.
+    blocked_by: Option<String>,
+}
+
+enum Outcome {
+    Passed {
+        secs: f64,
+    },
+    Failed {
+        secs: f64,
+        error: String,
+    },
+    /// Not run because the named required step failed.
+    NotRun {
+        needs: String,
+    },
+}
+
+enum Entry {
+    Step {
+        name: String,
+        outcome: Outcome,
+    },
+    /// A part of a step's time (a boot phase, the first bootstrap), shown in the table under it.
+    Timing {
+        name: String,
+        secs: f64,
+    },
+}
+
+/// A step that the rest depends on (no image → no VM → no SSH) or one whose failure is only
+/// recorded, and the suite goes on.
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Required,
+    Independent,
 }
 
 /// What one sysmonvm command did.
@@ -75,18 +118,115 @@ impl Run {
         Ok(String::from_utf8_lossy(&o.stdout).into_owned())
     }
 
-    fn step<T>(&mut self, name: &str, f: impl FnOnce(&mut Run) -> Result<T>) -> Result<T> {
+    /// A step the later ones depend on: when it fails, every later step is reported as not run.
+    fn required<T>(&mut self, name: &str, f: impl FnOnce(&mut Run) -> Result<T>) -> Option<T> {
+        self.step(Kind::Required, name, f)
+    }
+
+    /// A step whose failure is recorded; the suite goes on with the next one.
+    fn independent<T>(&mut self, name: &str, f: impl FnOnce(&mut Run) -> Result<T>) -> Option<T> {
+        self.step(Kind::Independent, name, f)
+    }
+
+    fn step<T>(&mut self, kind: Kind, name: &str, f: impl FnOnce(&mut Run) -> Result<T>) -> Option<T> {
+        if let Some(needs) = &self.blocked_by {
+            eprintln!("[e2e] {name}: not run (needs `{needs}`, which failed)");
+            self.entries
+                .push(Entry::Step { name: name.to_string(), outcome: Outcome::NotRun { needs: needs.clone() } });
+            return None;
+        }
         eprintln!("[e2e] {name} …");
         let t = Instant::now();
-        let r = f(self).with_context(|| format!("e2e step `{name}`"))?;
+        // A panic in a step (an index into unexpected guest output) is that step's failure, not
+        // the end of the suite; the default hook has already printed where it happened.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))).unwrap_or_else(|panic| {
+            let what = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic".into());
+            Err(anyhow::anyhow!("panicked: {what}"))
+        });
         let secs = t.elapsed().as_secs_f64();
-        eprintln!("[e2e] {name}: ok ({secs:.1} s)");
-        self.timings.push((name.to_string(), secs));
-        Ok(r)
+        let outcome = match result {
+            Ok(v) => {
+                eprintln!("[e2e] {name}: ok ({secs:.1} s)");
+                self.entries.push(Entry::Step { name: name.to_string(), outcome: Outcome::Passed { secs } });
+                return Some(v);
+            }
+            Err(e) => {
+                let error = format!("{e:#}");
+                eprintln!("[e2e] {name}: FAIL ({secs:.1} s): {error}");
+                Outcome::Failed { secs, error }
+            }
+        };
+        self.entries.push(Entry::Step { name: name.to_string(), outcome });
+        if kind == Kind::Required {
+            self.blocked_by = Some(name.to_string());
+        }
+        None
+    }
+
+    /// When the step just run failed, undoes what it may have left behind (a load, a container,
+    /// a port squatter, a changed collector config), so the independent steps after it meet the
+    /// guest as they would after a pass. Best effort: the step's own failure is what is reported.
+    fn if_failed(&self, undo: impl FnOnce(&Run)) {
+        if matches!(self.entries.last(), Some(Entry::Step { outcome: Outcome::Failed { .. }, .. })) {
+            eprintln!("[e2e] undoing what the failed step may have left in the guest");
+            undo(self);
+        }
+    }
+
+    /// How many steps passed, failed and were not run.
+    fn counts(&self) -> (usize, usize, usize) {
+        let mut counts = (0, 0, 0);
+        for entry in &self.entries {
+            match entry {
+                Entry::Step { outcome: Outcome::Passed { .. }, .. } => counts.0 += 1,
+                Entry::Step { outcome: Outcome::Failed { .. }, .. } => counts.1 += 1,
+                Entry::Step { outcome: Outcome::NotRun { .. }, .. } => counts.2 += 1,
+                Entry::Timing { .. } => {}
+            }
+        }
+        counts
     }
 
     fn timing(&mut self, name: &str, secs: f64) {
-        self.timings.push((format!("  {name}"), secs));
+        self.entries.push(Entry::Timing { name: name.to_string(), secs });
+    }
+
+    /// One line per step, the Markdown timing table, and `e2e: N passed, M failed, K not run`;
+    /// an error when any step failed or was not run.
+    fn report(&self, profile: &str, accel: &str) -> Result<()> {
+        eprintln!();
+        for entry in &self.entries {
+            let Entry::Step { name, outcome } = entry else { continue };
+            match outcome {
+                Outcome::Passed { secs } => eprintln!("[e2e] pass    {secs:6.1} s  {name}"),
+                Outcome::Failed { secs, error } => {
+                    eprintln!("[e2e] FAIL    {secs:6.1} s  {name}\n        {}", error.replace('\n', "\n        "));
+                }
+                Outcome::NotRun { needs } => {
+                    eprintln!("[e2e] not run           {name} (needs `{needs}`, which failed)")
+                }
+            }
+        }
+        println!("| e2e step ({profile}, accel {accel}) | result | seconds |");
+        println!("|---|---|---|");
+        for entry in &self.entries {
+            match entry {
+                Entry::Step { name, outcome: Outcome::Passed { secs } } => println!("| {name} | pass | {secs:.1} |"),
+                Entry::Step { name, outcome: Outcome::Failed { secs, .. } } => {
+                    println!("| {name} | FAIL | {secs:.1} |")
+                }
+                Entry::Step { name, outcome: Outcome::NotRun { .. } } => println!("| {name} | not run | |"),
+                Entry::Timing { name, secs } => println!("|   {name} | | {secs:.1} |"),
+            }
+        }
+        let (passed, failed, not_run) = self.counts();
+        println!("e2e: {passed} passed, {failed} failed, {not_run} not run");
+        ensure!(failed == 0 && not_run == 0, "e2e: {failed} failed, {not_run} not run (see the FAIL lines above)");
+        Ok(())
     }
 }
 
@@ -239,20 +379,29 @@ pub fn run(args: &[String]) -> Result<()> {
         }
     }
     let root = crate::workspace_root();
-    ensure!(
-        Command::new(env!("CARGO"))
-            .args(["build", "--release", "--quiet", "-p", "sysmonvm"])
-            .current_dir(&root)
-            .status()?
-            .success(),
-        "build failed"
-    );
     let ws = std::env::temp_dir().join(format!("sysmonvm-e2e-{}", std::process::id()));
     let name = "e2e".to_string();
-    let mut r =
-        Run { ws: ws.clone(), bin: root.join("target/release/sysmonvm"), name: name.clone(), timings: Vec::new() };
+    let mut r = Run {
+        ws: ws.clone(),
+        bin: root.join("target/release/sysmonvm"),
+        name: name.clone(),
+        entries: Vec::new(),
+        blocked_by: None,
+    };
     let name = name.as_str();
     let mut cleanup = Cleanup { bin: r.bin.clone(), ws: ws.clone(), armed: true };
+
+    // Required steps first: each later step needs what these make (the binary, the served image,
+    // the profile's vCPU count, the staged collector, the running VM, SSH into it). After one of
+    // them fails the rest are reported as not run, so the placeholder values below are never used.
+    r.required("build sysmonvm (release)", |_| {
+        let built = Command::new(env!("CARGO"))
+            .args(["build", "--release", "--quiet", "-p", "sysmonvm"])
+            .current_dir(&root)
+            .status()?;
+        ensure!(built.success(), "cargo build --release -p sysmonvm failed: {built}");
+        Ok(())
+    });
 
     // The test guests this checkout builds; other profiles (AlmaLinux) are fetched as they are.
     let aarch64 = profile.contains("aarch64");
@@ -262,61 +411,95 @@ pub fn run(args: &[String]) -> Result<()> {
         _ => None,
     };
     if let Some(arch) = test_guest {
-        let built = r.step(&format!("guest image {} (build or reuse)", arch.as_str()), |_| {
-            crate::guest_image::build_arch(&root.join("target/guest-image"), arch)
-        })?;
-        crate::guest_image::serve_in_background(built, &ws.join("profiles"))?;
+        r.required(&format!("guest image {} (build or reuse), served on 127.0.0.1", arch.as_str()), |_| {
+            let built = crate::guest_image::build_arch(&root.join("target/guest-image"), arch)?;
+            crate::guest_image::serve_in_background(built, &ws.join("profiles"))
+        });
     }
     let vm_dir: PathBuf = ws.join("vms").join(name);
-    let shown = r.must(&["profile", "show", &profile])?;
-    let vcpus = shown["smp"].as_u64().context("profile smp")? as usize;
+    let vcpus = r
+        .required(&format!("profile {profile} resolves (its vCPU count)"), |r| {
+            let shown = r.must(&["profile", "show", &profile])?;
+            Ok(shown["smp"].as_u64().context("profile smp")? as usize)
+        })
+        .unwrap_or(0);
     let os_id = profile.split('-').next().unwrap_or("").to_string();
     let arch_target =
         if profile.contains("aarch64") { "aarch64-unknown-linux-musl" } else { "x86_64-unknown-linux-musl" };
 
-    r.step("collector build (cross, musl, rust-lld) staged in the workspace", |r| {
+    r.required("collector build (cross, musl, rust-lld) staged in the workspace", |r| {
         let v = r.must(&["collector", "build", "--target", arch_target, "--source", &root.display().to_string()])?;
         let staged = PathBuf::from(v["binary"].as_str().unwrap_or(""));
         ensure!(staged.starts_with(&r.ws) && staged.is_file(), "{v}");
         Ok(())
-    })?;
+    });
 
-    let up = r.step("up (fetch + verify, create, boot, bootstrap, collector install)", |r| {
-        let v = r.must(&["up", "--profile", &profile, "--name", name, "--timeout", "10m"])?;
-        ensure!(v["already_running"] == false, "{v}");
-        Ok(v)
-    })?;
+    // The later steps scrape the collector through the forward `up` set up, so that it answers
+    // there is part of this step.
+    let (up, forward) = r
+        .required("up (fetch + verify, create, boot, bootstrap, collector install)", |r| {
+            let v = r.must(&["up", "--profile", &profile, "--name", name, "--timeout", "10m"])?;
+            ensure!(v["already_running"] == false, "{v}");
+            let install = &v["provision"]["collector"];
+            ensure!(install["answers_via_forward"] == true, "{install}");
+            let forward = install["forward"].as_str().context("collector forward")?.to_string();
+            Ok((v, forward))
+        })
+        .unwrap_or_default();
     let accel = up["start"]["accel"].as_str().unwrap_or("?").to_string();
-    eprintln!("[e2e] accelerator: {accel}; phases {}", up["start"]["phases"]);
-    if Path::new("/dev/kvm").exists() && std::env::consts::OS == "linux" && Path::new("/sys/module/kvm_pvm").exists() {
-        ensure!(accel == "tcg", "this machine's kvm_pvm cannot run the firmware: auto must end up as tcg, got {accel}");
-    }
-    for (phase, t) in
-        up["start"]["phases"].as_array().into_iter().flatten().filter_map(|p| Some((p[0].as_str()?, p[1].as_f64()?)))
-    {
-        if phase == "sshd" || phase == "cloud-init" {
-            r.timing(&format!("boot to {phase}"), t);
+    if !up.is_null() {
+        eprintln!("[e2e] accelerator: {accel}; phases {}", up["start"]["phases"]);
+        for (phase, t) in up["start"]["phases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| Some((p[0].as_str()?, p[1].as_f64()?)))
+        {
+            if phase == "sshd" || phase == "cloud-init" {
+                r.timing(&format!("boot to {phase}"), t);
+            }
         }
+        let boot = &up["provision"]["bootstrap"];
+        eprintln!(
+            "[e2e] first bootstrap changed {:?}; install changed {:?}",
+            changed(boot),
+            changed(&up["provision"]["collector"]["run"])
+        );
+        r.timing("bootstrap (first)", boot["seconds"].as_f64().unwrap_or(f64::NAN));
+        r.timing(
+            "collector install (first)",
+            up["provision"]["collector"]["run"]["seconds"].as_f64().unwrap_or(f64::NAN),
+        );
     }
-    let boot = &up["provision"]["bootstrap"];
-    eprintln!(
-        "[e2e] first bootstrap changed {:?}; install changed {:?}",
-        changed(boot),
-        changed(&up["provision"]["collector"]["run"])
-    );
-    let install = &up["provision"]["collector"];
-    r.timing("bootstrap (first)", boot["seconds"].as_f64().unwrap_or(f64::NAN));
-    r.timing("collector install (first)", install["run"]["seconds"].as_f64().unwrap_or(f64::NAN));
-    ensure!(
-        changed(boot).contains(&"perf-event-paranoid".to_string()),
-        "the first bootstrap must set perf_event_paranoid: {boot}"
-    );
-    ensure!(install["answers_via_forward"] == true, "{install}");
-    let forward = install["forward"].as_str().context("collector forward")?.to_string();
 
-    r.step("SSH with the pinned host key", |r| {
+    r.independent(
+        "the first up: auto picks an accelerator that works here; the bootstrap sets perf_event_paranoid",
+        |_| {
+            if Path::new("/dev/kvm").exists()
+                && std::env::consts::OS == "linux"
+                && Path::new("/sys/module/kvm_pvm").exists()
+            {
+                ensure!(
+                    accel == "tcg",
+                    "this machine's kvm_pvm cannot run the firmware: auto must end up as tcg, got {accel}"
+                );
+            }
+            let boot = &up["provision"]["bootstrap"];
+            ensure!(
+                changed(boot).contains(&"perf-event-paranoid".to_string()),
+                "the first bootstrap must set perf_event_paranoid: {boot}"
+            );
+            Ok(())
+        },
+    );
+
+    r.required("SSH login with the pinned host key (hostname from the seed)", |r| {
         ensure!(r.guest("cat /etc/hostname")?.trim() == name, "hostname from the seed");
-        // The pinned key: a known_hosts holding another key must make ssh refuse.
+        Ok(())
+    });
+
+    r.independent("SSH refuses a host key that is not the pinned one", |r| {
+        // A known_hosts holding another key must make ssh refuse.
         let kh = vm_dir.join("known_hosts");
         let saved = std::fs::read_to_string(&kh)?;
         std::fs::write(
@@ -329,12 +512,12 @@ pub fn run(args: &[String]) -> Result<()> {
         std::fs::write(&kh, saved)?;
         ensure!(refused, "ssh accepted a host key that is not the pinned one");
         Ok(())
-    })?;
+    });
 
     // The aarch64 run is the short path of its CI allowance: the idempotence, container and fault
     // steps are the same code on both arches and run on x86_64.
     if !aarch64 {
-        r.step("bootstrap again changes nothing and says so", |r| {
+        r.independent("bootstrap again changes nothing and says so", |r| {
             let v = r.must(&["bootstrap", name])?;
             ensure!(changed(&v).is_empty() && v["changed"] == false, "second bootstrap changed {:?}", changed(&v));
             ensure!(r.guest("cat /proc/sys/kernel/perf_event_paranoid")?.trim() == "1");
@@ -346,9 +529,9 @@ pub fn run(args: &[String]) -> Result<()> {
                 ensure!(governor["notes"][0].as_str().is_some_and(|n| n.contains("no cpufreq driver")), "{governor}");
             }
             Ok(())
-        })?;
+        });
 
-        r.step("collector install again changes nothing; the service keeps running", |r| {
+        r.independent("collector install again changes nothing; the service keeps running", |r| {
             let pid = main_pid(r)?;
             let v = r.must(&["collector", "install", name])?;
             ensure!(changed(&v["run"]).is_empty(), "second install changed {:?}", changed(&v["run"]));
@@ -368,10 +551,10 @@ pub fn run(args: &[String]) -> Result<()> {
                 String::from_utf8_lossy(&logs.stderr)
             );
             Ok(())
-        })?;
+        });
     }
 
-    r.step("scrape /metrics and /v1/snapshot through the forward", |_| {
+    r.independent("scrape /metrics and /v1/snapshot through the forward", |_| {
         let metrics = http_get(&format!("http://{forward}/metrics"))?;
         ensure!(metrics.contains("cpu=\"cpu1\""), "no per-CPU series in /metrics");
         let frequency_samples = metrics.lines().filter(|l| l.starts_with("system_cpu_frequency_hertz{")).count();
@@ -394,17 +577,20 @@ pub fn run(args: &[String]) -> Result<()> {
         }
         ensure!(snap["host"]["virtualization"].is_string(), "{}", snap["host"]);
         Ok(())
-    })?;
+    });
 
     if aarch64 {
-        r.step(
+        r.independent(
             "the emulated PMU is a counter, not a clock: perf-synthetic, no frequency value, 1 GHz per wall second",
             |r| emulated_pmu(r, &forward, vcpus),
-        )?;
+        );
+        r.if_failed(|r| {
+            let _ = r.guest("sudo systemctl stop sysmonvm-e2e-load 2>/dev/null || true");
+        });
     }
 
     if !aarch64 {
-        r.step("a container in the guest shows up; its CPU seconds match the process's own", |r| {
+        r.independent("a container in the guest shows up; its CPU seconds match the process's own", |r| {
             let script = CONTAINER_SCRIPT.replace('\'', "'\\''");
             let id = r.guest(&format!("sudo sh -c '{script}'"))?.trim().to_string();
             ensure!(id.len() == 64, "podman run printed {id:?}");
@@ -457,9 +643,12 @@ pub fn run(args: &[String]) -> Result<()> {
             }
             r.guest("sudo podman rm -f sysmonvm-burner >/dev/null")?;
             Ok(())
-        })?;
+        });
+        r.if_failed(|r| {
+            let _ = r.guest("sudo podman rm -f sysmonvm-burner >/dev/null");
+        });
 
-        r.step("a config change recycles the service without a reboot", |r| {
+        r.independent("a config change recycles the service without a reboot", |r| {
             let boot_id = r.guest("cat /proc/sys/kernel/random/boot_id")?;
             let pid = main_pid(r)?;
             let v = r.must(&["collector", "install", name, "--cgroup", "system.slice"])?;
@@ -471,9 +660,12 @@ pub fn run(args: &[String]) -> Result<()> {
             ensure!(named, "the named cgroup is not reported");
             r.must(&["collector", "install", name])?;
             Ok(())
-        })?;
+        });
+        r.if_failed(|r| {
+            let _ = r.sysmonvm(&["collector", "install", name]);
+        });
 
-        r.step("fault: a collector that won't start", |r| {
+        r.independent("fault: a collector that won't start", |r| {
             let bad = r.ws.join("bad-listen.json");
             std::fs::write(&bad, r#"{"listen_addr": "192.0.2.1:9105"}"#)?;
             let d = r.sysmonvm(&["collector", "install", name, "--config", &bad.display().to_string()])?;
@@ -487,9 +679,9 @@ pub fn run(args: &[String]) -> Result<()> {
             let v = r.must(&["collector", "install", name])?;
             ensure!(v["answers_via_forward"] == true, "recovery: {v}");
             Ok(())
-        })?;
+        });
 
-        r.step("fault: the collector's port taken in the guest", |r| {
+        r.independent("fault: the collector's port taken in the guest", |r| {
             r.must(&["collector", "uninstall", name])?;
             ensure!(r.guest("id -u sysmon-vm || echo gone")?.trim() == "gone", "uninstall left the user");
             // SO_REUSEADDR: the port may still have TIME_WAIT connections from the health checks.
@@ -504,9 +696,13 @@ pub fn run(args: &[String]) -> Result<()> {
             let v = r.must(&["collector", "install", name])?;
             ensure!(v["answers_via_forward"] == true, "recovery: {v}");
             Ok(())
-        })?;
+        });
+        r.if_failed(|r| {
+            let _ = r.guest("sudo systemctl stop sysmonvm-squatter 2>/dev/null || true");
+            let _ = r.sysmonvm(&["collector", "install", name]);
+        });
 
-        r.step("fault: a failing package install", |r| {
+        r.independent("fault: a failing package install", |r| {
             let d = r.sysmonvm(&["bootstrap", name, "--package", "sysmonvm-no-such-package"])?;
             ensure!(!d.ok, "a missing package must fail the bootstrap");
             ensure!(
@@ -519,9 +715,9 @@ pub fn run(args: &[String]) -> Result<()> {
             let v = r.must(&["bootstrap", name])?;
             ensure!(changed(&v).is_empty(), "re-run: {:?}", changed(&v));
             Ok(())
-        })?;
+        });
 
-        r.step("fault: a guest without network", |r| {
+        r.independent("fault: a guest without network", |r| {
             let route = r.guest("ip -4 route show default")?;
             r.guest("sudo ip route del default")?;
             let d = r.sysmonvm(&["bootstrap", name, "--package", "htop"]);
@@ -537,11 +733,11 @@ pub fn run(args: &[String]) -> Result<()> {
             eprintln!("[e2e] message was:\n{}", d.stderr.trim());
             r.must(&["bootstrap", name])?;
             Ok(())
-        })?;
+        });
     }
 
     let report_dir = root.join("target/validate-e2e");
-    r.step(
+    r.independent(
         "validate against the real guest (usage, throttle, latency pass; frequency not comparable under tcg)",
         |r| {
             let _ = std::fs::remove_dir_all(&report_dir);
@@ -593,9 +789,9 @@ pub fn run(args: &[String]) -> Result<()> {
             );
             Ok(())
         },
-    )?;
+    );
 
-    r.step("vm status shows the guest agent's facts", |r| {
+    r.independent("vm status shows the guest agent's facts", |r| {
         let v = r.must(&["vm", "status", name])?;
         ensure!(v["state"] == "running" && v["qmp_status"] == "running" && v["ssh_reachable"] == true, "{v}");
         let ga = &v["guest_agent"];
@@ -603,17 +799,22 @@ pub fn run(args: &[String]) -> Result<()> {
         ensure!(ga["vcpus"].as_array().map(|a| a.len()) == Some(vcpus), "vCPUs: {v}");
         ensure!(ga["interfaces"].as_array().is_some_and(|a| !a.is_empty()), "interfaces: {v}");
         Ok(())
-    })?;
+    });
 
     // aarch64 boots take 2–2.5 min under tcg: kill -9 and its recovery first, then the clean
     // stop, so its allowance holds one extra boot instead of two.
+    //
+    // The lifecycle steps need a running VM from the one before (the clean stop needs the VM
+    // that kill -9's recovery brought back; kill -9 needs the one `up again` started), but
+    // `destroy` only needs the VM the first `up` created: it runs after a lifecycle failure too.
+    let before_lifecycle = r.blocked_by.clone();
     if aarch64 {
-        r.step("kill -9 QEMU, status reconciles, up recovers", |r| kill_and_recover(r, &vm_dir, &profile))?;
-        r.step("vm stop is clean (guest-initiated SHUTDOWN)", clean_stop)?;
+        r.required("kill -9 QEMU, status reconciles, up recovers", |r| kill_and_recover(r, &vm_dir, &profile));
+        r.independent("vm stop is clean (guest-initiated SHUTDOWN)", clean_stop);
     } else {
-        r.step("vm stop is clean (guest-initiated SHUTDOWN)", clean_stop)?;
+        r.independent("vm stop is clean (guest-initiated SHUTDOWN)", clean_stop);
 
-        r.step("up again restarts the same VM without re-creating it; the collector comes back", |r| {
+        r.required("up again restarts the same VM without re-creating it; the collector comes back", |r| {
             let disk_id = std::fs::metadata(vm_dir.join("disk.qcow2"))?.modified()?;
             let v = r.must(&["up", "--profile", &profile, "--name", name, "--timeout", "10m"])?;
             ensure!(std::fs::metadata(vm_dir.join("disk.qcow2"))?.modified()? >= disk_id, "disk replaced");
@@ -623,25 +824,118 @@ pub fn run(args: &[String]) -> Result<()> {
             ensure!(again["already_running"] == true, "up on a running VM must change nothing: {again}");
             ensure!(changed(&again["provision"]["collector"]["run"]).is_empty(), "{again}");
             Ok(())
-        })?;
+        });
 
-        r.step("kill -9 QEMU, status reconciles, up recovers", |r| kill_and_recover(r, &vm_dir, &profile))?;
+        r.independent("kill -9 QEMU, status reconciles, up recovers", |r| kill_and_recover(r, &vm_dir, &profile));
     }
+    r.blocked_by = before_lifecycle;
 
-    r.step("destroy leaves nothing behind", |r| {
+    r.independent("destroy leaves nothing behind", |r| {
         r.must(&["vm", "destroy", name, "--yes"])?;
         ensure!(!vm_dir.exists(), "{} still exists", vm_dir.display());
         Ok(())
-    })?;
+    });
 
-    cleanup.armed = false;
-    let _ = std::fs::remove_dir_all(&ws);
-    println!("| e2e step ({profile}, accel {accel}) | seconds |");
-    println!("|---|---|");
-    for (n, s) in &r.timings {
-        println!("| {n} | {s:.1} |");
+    let verdict = r.report(&profile, &accel);
+    if verdict.is_ok() {
+        // Destroy passed: nothing is left to clean up but the workspace.
+        cleanup.armed = false;
+        let _ = std::fs::remove_dir_all(&ws);
     }
-    let steps = r.timings.iter().filter(|(n, _)| !n.starts_with(' ')).count();
-    println!("e2e: {steps} passed, 0 failed");
-    Ok(())
+    verdict
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run() -> Run {
+        Run {
+            ws: PathBuf::from("/nonexistent"),
+            bin: PathBuf::from("/nonexistent/sysmonvm"),
+            name: "e2e".into(),
+            entries: Vec::new(),
+            blocked_by: None,
+        }
+    }
+
+    fn outcomes(r: &Run) -> Vec<(&str, &str)> {
+        r.entries
+            .iter()
+            .filter_map(|e| match e {
+                Entry::Step { name, outcome } => Some((
+                    name.as_str(),
+                    match outcome {
+                        Outcome::Passed { .. } => "pass",
+                        Outcome::Failed { .. } => "FAIL",
+                        Outcome::NotRun { .. } => "not run",
+                    },
+                )),
+                Entry::Timing { .. } => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_independent_failure_is_counted_and_the_suite_goes_on() {
+        let mut r = run();
+        assert_eq!(r.required("a", |_| Ok(1)), Some(1));
+        assert_eq!(r.independent("b", |_| -> Result<()> { bail!("b broke") }), None);
+        let mut ran = false;
+        r.independent("c", |_| {
+            ran = true;
+            Ok(())
+        });
+        assert!(ran, "a step after an independent failure must run");
+        assert_eq!(outcomes(&r), [("a", "pass"), ("b", "FAIL"), ("c", "pass")]);
+        assert_eq!(r.counts(), (2, 1, 0));
+        let e = r.report("p", "tcg").unwrap_err().to_string();
+        assert!(e.contains("1 failed, 0 not run"), "{e}");
+    }
+
+    #[test]
+    fn a_required_failure_stops_the_dependent_rest_which_is_reported_not_run() {
+        let mut r = run();
+        r.required("up", |_| -> Result<()> { bail!("no VM") });
+        let mut ran = false;
+        r.independent("ssh", |_| {
+            ran = true;
+            Ok(())
+        });
+        r.required("again", |_| Ok(()));
+        assert!(!ran, "a step after a failed required one must not run");
+        assert_eq!(outcomes(&r), [("up", "FAIL"), ("ssh", "not run"), ("again", "not run")]);
+        assert!(matches!(&r.entries[1], Entry::Step { outcome: Outcome::NotRun { needs }, .. } if needs == "up"));
+        let e = r.report("p", "?").unwrap_err().to_string();
+        assert!(e.contains("1 failed, 2 not run"), "{e}");
+    }
+
+    #[test]
+    fn a_panicking_step_is_a_failure_and_undo_runs_only_after_a_failure() {
+        let mut r = run();
+        r.independent("fine", |_| Ok(()));
+        let mut undone = 0;
+        r.if_failed(|_| undone += 1);
+        r.independent("index", |_| -> Result<()> {
+            let fields: Vec<&str> = Vec::new();
+            ensure!(fields[11] == "x");
+            Ok(())
+        });
+        r.if_failed(|_| undone += 1);
+        assert_eq!(undone, 1);
+        r.independent("after", |_| Ok(()));
+        assert_eq!(outcomes(&r), [("fine", "pass"), ("index", "FAIL"), ("after", "pass")]);
+        let Entry::Step { outcome: Outcome::Failed { error, .. }, .. } = &r.entries[1] else { panic!() };
+        assert!(error.contains("panicked: index out of bounds"), "{error}");
+    }
+
+    #[test]
+    fn all_passed_is_ok() {
+        let mut r = run();
+        r.required("a", |_| Ok(()));
+        r.timing("a part", 1.0);
+        r.independent("b", |_| Ok(()));
+        assert_eq!(r.counts(), (2, 0, 0));
+        r.report("p", "tcg").unwrap();
+    }
 }

@@ -12,13 +12,19 @@ pub fn in_ci() -> bool {
     std::env::var("CI").is_ok_and(|v| v == "true")
 }
 
+/// A test that cannot run here says so: `SKIPPED: why` on stderr, or under CI=true, where
+/// everything a test needs is set up, a failure.
+pub fn skip(why: &str) {
+    assert!(!in_ci(), "{why}; it is required under CI=true");
+    eprintln!("SKIPPED: {why}");
+}
+
 /// Whether an external tool (a command, or a file given by its absolute path) is installed; under CI=true a missing tool fails the test instead.
 pub fn have(tool: &str) -> bool {
     let found = sysmonvm::system_packages::provided(tool, &std::env::var("PATH").unwrap_or_default());
     if !found {
         let why = sysmonvm::system_packages::missing_tool_message(tool);
-        assert!(!in_ci(), "{why}; it is required under CI=true (.ci/run installs it)");
-        eprintln!("SKIPPED: {why}");
+        skip(&format!("{why} (.ci/run installs it)"));
     }
     found
 }
