@@ -84,6 +84,34 @@ enum Kind {
     Independent,
 }
 
+/// docs/json.md: every `--json` report the suite reads must have exactly the documented fields.
+#[path = "../tests/common/json_doc.rs"]
+mod json_doc;
+
+const JSON_DOC: &str = include_str!("../docs/json.md");
+
+/// The docs/json.md table a command's report is described by.
+fn documented_as(args: &[&str]) -> Option<String> {
+    let with_sub = matches!(args.first(), Some(&("vm" | "collector" | "image" | "profile" | "host")));
+    let name = match args {
+        ["vm", "list", ..] => "vm status".to_string(),
+        ["collector", "uninstall", ..] => "bootstrap".to_string(),
+        ["down", ..] => "vm stop".to_string(),
+        ["vm", "ssh" | "console", ..] | ["collector", "logs", ..] | ["host", "monitor", ..] => return None,
+        [cmd, sub, ..] if with_sub => format!("{cmd} {sub}"),
+        [cmd, ..] => cmd.to_string(),
+        [] => return None,
+    };
+    Some(name)
+}
+
+fn check_documented(args: &[&str], json: &Value) -> Result<()> {
+    match documented_as(args) {
+        Some(name) => json_doc::check(JSON_DOC, &name, json).map_err(anyhow::Error::msg),
+        None => Ok(()),
+    }
+}
+
 /// What one sysmonvm command did.
 struct Done {
     ok: bool,
@@ -104,6 +132,7 @@ impl Run {
     fn must(&self, args: &[&str]) -> Result<Value> {
         let d = self.sysmonvm(args)?;
         ensure!(d.ok, "sysmonvm {} failed:\n{}\n{}", args.join(" "), d.stderr, d.json);
+        check_documented(args, &d.json)?;
         Ok(d.json)
     }
 
@@ -743,7 +772,11 @@ pub fn run(args: &[String]) -> Result<()> {
             let _ = std::fs::remove_dir_all(&report_dir);
             let dir = report_dir.display().to_string();
             let phase = if aarch64 { "15s" } else { "20s" };
-            let d = r.sysmonvm(&["validate", name, "--duration-per-phase", phase, "--report", &dir])?;
+            let args = ["validate", name, "--duration-per-phase", phase, "--report", &dir];
+            let d = r.sysmonvm(&args)?;
+            if d.ok {
+                check_documented(&args, &d.json)?;
+            }
             let rep: Value =
                 serde_json::from_str(&std::fs::read_to_string(report_dir.join("report.json")).context("report.json")?)?;
             let checks = rep["checks"].as_array().context("checks")?;
@@ -847,6 +880,25 @@ pub fn run(args: &[String]) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn every_report_the_suite_reads_has_a_table() {
+        for args in [
+            &["up", "--profile", "p"][..],
+            &["vm", "status", "x"],
+            &["vm", "stop", "x"],
+            &["bootstrap", "x"],
+            &["collector", "install", "x"],
+            &["collector", "status", "x"],
+            &["validate", "x"],
+            &["profile", "show", "p"],
+            &["vm", "destroy", "x", "--yes"],
+        ] {
+            let name = super::documented_as(args).unwrap();
+            assert!(super::json_doc::documented(super::JSON_DOC, &name).is_some(), "{name}");
+        }
+        assert_eq!(super::documented_as(&["vm", "ssh", "x", "--", "true"]), None);
+    }
+
     use super::*;
 
     fn run() -> Run {
