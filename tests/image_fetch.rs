@@ -349,7 +349,7 @@ async fn a_partial_from_another_url_is_never_resumed_from_this_one() {
     let partial = cache.partial_path(&sha(&s.image), NAME);
     assert!(!partial.exists() && !download::origin_path(&partial).exists());
 
-    // A partial with no record of its origin (or another one's) is not resumed either.
+    // A partial recorded as another URL's, or with no record at all, is not resumed either.
     let cache = ImageCache::new(s.dir.path().join("images-unknown"));
     let partial = cache.partial_path(&sha(&s.image), NAME);
     std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
@@ -358,6 +358,15 @@ async fn a_partial_from_another_url_is_never_resumed_from_this_one() {
     std::fs::write(download::origin_path(&partial), format!("{other}\n{other}\n")).unwrap();
     let before = s.server.requests_for(IMAGE).len();
     s.server.set(IMAGE, Behaviour::Normal);
+    let got = image::fetch(&s.source(), &cache, &NoProgress, |_| {}).await.unwrap();
+    assert_eq!(s.server.requests_for(IMAGE)[before].range, None);
+    assert_eq!(std::fs::read(&got.path).unwrap(), s.image);
+
+    let cache = ImageCache::new(s.dir.path().join("images-unrecorded"));
+    let partial = cache.partial_path(&sha(&s.image), NAME);
+    std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
+    std::fs::write(&partial, vec![0u8; 5000]).unwrap();
+    let before = s.server.requests_for(IMAGE).len();
     let got = image::fetch(&s.source(), &cache, &NoProgress, |_| {}).await.unwrap();
     assert_eq!(s.server.requests_for(IMAGE)[before].range, None);
     assert_eq!(std::fs::read(&got.path).unwrap(), s.image);
