@@ -12,6 +12,7 @@ fn everything(text: &str) {
     for e in &entries {
         assert!(e.digest.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
         let _ = checksum::sha256_for(&entries, &e.file);
+        let _ = checksum::size_for(text, &e.file);
     }
     if let Err(e) = profile::parse("fuzz.yaml", text) {
         let _ = e.to_string();

@@ -79,6 +79,7 @@ impl Lab {
             key_fingerprint: None,
             source: "cache".into(),
             url: None,
+            warnings: Vec::new(),
         };
         sysmonvm::vm::create(&self.ws, name, &self.profile, &fetched).unwrap();
     }

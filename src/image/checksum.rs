@@ -72,6 +72,19 @@ pub fn sha256_for<'a>(entries: &'a [Entry], file: &str) -> Option<&'a Entry> {
         .find(|e| e.algorithm == Algorithm::Sha256 && (e.file == file || e.file.rsplit('/').next() == Some(file)))
 }
 
+/// The size a `# <name>: <n> bytes` comment gives for `file` (AlmaLinux writes one above each
+/// entry); `None` when the text has no such comment for it.
+pub fn size_for(text: &str, file: &str) -> Option<u64> {
+    text.lines().map(str::trim).find_map(|l| {
+        let (name, size) = l.strip_prefix('#')?.trim().rsplit_once(": ")?;
+        let name = name.trim();
+        if name != file && name.rsplit('/').next() != Some(file) {
+            return None;
+        }
+        size.trim().strip_suffix("bytes")?.trim().parse().ok()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +103,9 @@ mod tests {
         let latest = sha256_for(&e, "AlmaLinux-9-GenericCloud-latest.aarch64.qcow2").unwrap();
         assert_eq!(latest.digest, A);
         assert!(sha256_for(&e, "other.qcow2").is_none());
+        assert_eq!(size_for(&text, "AlmaLinux-9-GenericCloud-latest.aarch64.qcow2"), Some(553648128));
+        assert_eq!(size_for(&text, "other.qcow2"), None);
+        assert_eq!(size_for("# x.qcow2: many bytes\n# x.qcow2 1 bytes\n", "x.qcow2"), None);
     }
 
     #[test]

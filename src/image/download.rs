@@ -3,6 +3,10 @@
 //! starts where the file ends counts (a `200` restarts from zero). On resume the bytes already on
 //! disk are hashed first, so the final digest covers every byte of the file. Writing and hashing
 //! run on their own threads, overlapping the network.
+//!
+//! A mirror is untrusted: every request has a deadline for the whole operation, every body a size
+//! cap, a redirect from https to plain http is refused, and a partial file records the URL its
+//! bytes came from (`<partial>.source`) so it is only ever resumed from that same URL.
 
 use bytes::Bytes;
 use sha2::{Digest, Sha256};
@@ -10,6 +14,43 @@ use std::fs::OpenOptions;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// Caps and deadlines for everything fetched from a mirror. [`Limits::default`] is what the CLI
+/// uses; tests shrink them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Limits {
+    /// The most an image may be when it is bigger than its CHECKSUM's size comment says, or when
+    /// there is no such comment (then only this and the server's `Content-Length` cap it).
+    pub max_image_bytes: u64,
+    /// A CHECKSUM or a signature.
+    pub small_file_bytes: usize,
+    /// A CHECKSUM or signature fetch from connect to the last byte.
+    pub small_file_deadline: Duration,
+    /// From sending a request to its response headers.
+    pub response_deadline: Duration,
+    /// An image download that receives fewer than `stall_min_bytes` in any `stall_window` is cut
+    /// (a server that drips a byte now and then would otherwise hold it forever).
+    pub stall_window: Duration,
+    pub stall_min_bytes: u64,
+    /// One whole attempt at an image download (resumed by the next attempt).
+    pub download_deadline: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            // Cloud images are 0.3–2 GiB; 64 GiB is far above any, and still ends an endless body.
+            max_image_bytes: 64 << 30,
+            small_file_bytes: 4 << 20,
+            small_file_deadline: Duration::from_secs(120),
+            response_deadline: Duration::from_secs(60),
+            // 64 KiB a minute is about 1 KiB/s: slower than any usable link.
+            stall_window: Duration::from_secs(60),
+            stall_min_bytes: 64 << 10,
+            download_deadline: Duration::from_secs(12 * 3600),
+        }
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum DownloadError {
@@ -23,8 +64,19 @@ pub enum DownloadError {
     Status { url: String, status: u16 },
     #[error("{url}: the download stopped after {got} of {expected} bytes (kept; run again to resume)")]
     Truncated { url: String, got: u64, expected: u64 },
-    #[error("{url}: larger than the {limit} bytes allowed for this file")]
-    TooLarge { url: String, limit: usize },
+    #[error("{url}: larger than the {limit} bytes {why} (stopped after {received} bytes; nothing kept)")]
+    TooLarge { url: String, limit: u64, why: SizeLimit, received: u64 },
+    #[error(
+        "{from} redirected to {to}: a download asked for over https is never continued over plain http; use an https mirror or fix the server's redirect"
+    )]
+    Downgrade { from: String, to: String },
+    #[error("{url}: {what} did not finish within {}s", after.as_secs())]
+    Deadline { url: String, what: &'static str, after: Duration },
+    #[error(
+        "{url}: fewer than {min} bytes arrived in {}s ({got} did): the server is too slow or stalled (kept; run again to resume)",
+        window.as_secs()
+    )]
+    Stalled { url: String, got: u64, min: u64, window: Duration },
     #[error("partial download {path}")]
     Io {
         path: PathBuf,
@@ -33,14 +85,52 @@ pub enum DownloadError {
     },
 }
 
+/// Where a size cap came from, for the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SizeLimit {
+    /// The CHECKSUM's size comment for the file.
+    Checksum,
+    /// The absolute cap, [`Limits::max_image_bytes`].
+    Absolute,
+    /// The cap on a CHECKSUM or signature, [`Limits::small_file_bytes`].
+    SmallFile,
+}
+
+impl std::fmt::Display for SizeLimit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            SizeLimit::Checksum => "the CHECKSUM lists for it",
+            SizeLimit::Absolute => "allowed for any image",
+            SizeLimit::SmallFile => "allowed for a CHECKSUM or signature",
+        })
+    }
+}
+
 impl DownloadError {
     /// Failures another mirror might not have (as opposed to a local disk error).
     pub fn is_network(&self) -> bool {
         match self {
-            DownloadError::Network { .. } | DownloadError::Truncated { .. } => true,
+            DownloadError::Network { .. }
+            | DownloadError::Truncated { .. }
+            | DownloadError::TooLarge { .. }
+            | DownloadError::Downgrade { .. }
+            | DownloadError::Deadline { .. }
+            | DownloadError::Stalled { .. } => true,
             DownloadError::Status { status, .. } => *status >= 500 || *status == 404 || *status == 429,
-            _ => false,
+            DownloadError::Io { .. } => false,
         }
+    }
+
+    /// A failure that asking the same URL again (resuming) may get past; the others go straight
+    /// to the next mirror: the same URL would answer the same.
+    pub fn worth_retrying(&self) -> bool {
+        matches!(
+            self,
+            DownloadError::Network { .. }
+                | DownloadError::Truncated { .. }
+                | DownloadError::Deadline { .. }
+                | DownloadError::Stalled { .. }
+        )
     }
 }
 
@@ -60,6 +150,34 @@ pub struct Downloaded {
     pub size: u64,
     /// Bytes that were already on disk from an earlier attempt.
     pub resumed_from: u64,
+    /// Where the bytes came from: the URL asked for after its redirects.
+    pub source_url: String,
+}
+
+/// The redirect policy's refusal, found again in the reqwest error's sources by [`net`].
+#[derive(Debug, thiserror::Error)]
+#[error("{from} redirected to {to}")]
+struct RedirectDowngrade {
+    from: String,
+    to: String,
+}
+
+/// Follows up to 10 redirects, never from https to plain http: bytes asked for over https must
+/// not arrive over a connection anyone on the path can rewrite (and then be shown as https).
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade =
+            attempt.previous().last().filter(|from| from.scheme() == "https" && attempt.url().scheme() == "http");
+        if let Some(from) = downgrade {
+            let refusal = RedirectDowngrade { from: from.to_string(), to: attempt.url().to_string() };
+            attempt.error(refusal)
+        } else if attempt.previous().len() > 10 {
+            let last = attempt.url().to_string();
+            attempt.error(format!("more than 10 redirects, the last to {last}"))
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 pub fn client() -> reqwest::Client {
@@ -69,29 +187,78 @@ pub fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(20))
         .read_timeout(Duration::from_secs(60))
+        .redirect(redirect_policy())
         .user_agent(concat!("sysmonvm/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a client with static settings")
 }
 
 fn net(url: &str) -> impl Fn(reqwest::Error) -> DownloadError + '_ {
-    move |source| DownloadError::Network { url: url.to_string(), source }
+    move |source| {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&source);
+        while let Some(c) = cause {
+            if let Some(d) = c.downcast_ref::<RedirectDowngrade>() {
+                return DownloadError::Downgrade { from: d.from.clone(), to: d.to.clone() };
+            }
+            cause = c.source();
+        }
+        DownloadError::Network { url: url.to_string(), source }
+    }
 }
 
-/// A small file (CHECKSUM, signature) into memory, refusing more than `limit` bytes.
-pub async fn fetch_small(client: &reqwest::Client, url: &str, limit: usize) -> Result<Vec<u8>, DownloadError> {
-    let mut resp = client.get(url).send().await.map_err(net(url))?;
-    if !resp.status().is_success() {
-        return Err(DownloadError::Status { url: url.into(), status: resp.status().as_u16() });
+/// Sends a request, waiting at most `deadline` for the response headers.
+async fn send(req: reqwest::RequestBuilder, url: &str, deadline: Duration) -> Result<reqwest::Response, DownloadError> {
+    match tokio::time::timeout(deadline, req.send()).await {
+        Ok(sent) => sent.map_err(net(url)),
+        Err(_) => Err(DownloadError::Deadline { url: url.into(), what: "the response headers", after: deadline }),
     }
-    let mut out = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(net(url))? {
-        out.extend_from_slice(&chunk);
-        if out.len() > limit {
-            return Err(DownloadError::TooLarge { url: url.into(), limit });
+}
+
+/// A small file (CHECKSUM, signature) into memory: at most `limits.small_file_bytes`, and all of
+/// it within `limits.small_file_deadline`.
+pub async fn fetch_small(client: &reqwest::Client, url: &str, limits: &Limits) -> Result<Vec<u8>, DownloadError> {
+    let deadline = limits.small_file_deadline;
+    let limit = limits.small_file_bytes;
+    let whole = async {
+        let mut resp = client.get(url).send().await.map_err(net(url))?;
+        if !resp.status().is_success() {
+            return Err(DownloadError::Status { url: url.into(), status: resp.status().as_u16() });
         }
+        let too_large = |received: u64| DownloadError::TooLarge {
+            url: url.into(),
+            limit: limit as u64,
+            why: SizeLimit::SmallFile,
+            received,
+        };
+        if resp.content_length().is_some_and(|n| n > limit as u64) {
+            return Err(too_large(0));
+        }
+        let mut out = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(net(url))? {
+            if out.len() + chunk.len() > limit {
+                return Err(too_large((out.len() + chunk.len()) as u64));
+            }
+            out.extend_from_slice(&chunk);
+        }
+        Ok(out)
+    };
+    match tokio::time::timeout(deadline, whole).await {
+        Ok(r) => r,
+        Err(_) => Err(DownloadError::Deadline { url: url.into(), what: "the whole fetch", after: deadline }),
     }
-    Ok(out)
+}
+
+/// Where the URL a partial file's bytes came from is recorded.
+pub fn origin_path(partial: &Path) -> PathBuf {
+    let mut name = partial.file_name().unwrap_or_default().to_os_string();
+    name.push(".source");
+    partial.with_file_name(name)
+}
+
+/// Removes a partial file and its origin record.
+pub fn discard_partial(partial: &Path) {
+    let _ = std::fs::remove_file(partial);
+    let _ = std::fs::remove_file(origin_path(partial));
 }
 
 /// `bytes 100-199/1000` → (100, Some(1000)).
@@ -166,65 +333,133 @@ impl Sink {
     }
 }
 
-/// Downloads `url` into `partial`, resuming what is there. Returns the SHA-256 of the whole file.
+/// Downloads `url` into `partial`, resuming what is there if it came from the same URL. Returns
+/// the SHA-256 of the whole file. At most `expected_size` bytes (the CHECKSUM's size comment),
+/// never more than `limits.max_image_bytes`; a larger `Content-Length` is refused before any byte
+/// is written. On [`DownloadError::TooLarge`] the caller discards the partial file.
 pub async fn fetch_to(
     client: &reqwest::Client,
     url: &str,
     partial: &Path,
+    expected_size: Option<u64>,
+    limits: &Limits,
     progress: &dyn Progress,
 ) -> Result<Downloaded, DownloadError> {
-    let existing = std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
+    let origin = origin_path(partial);
+    // Two lines: the URL asked for, and the URL its bytes came from after redirects.
+    let recorded = std::fs::read_to_string(&origin).unwrap_or_default();
+    let mut recorded = recorded.lines();
+    let (asked, came_from) = (recorded.next(), recorded.next());
+    // Bytes of unknown origin (no record: an older version, a crash before the record) or from
+    // another URL are not spliced onto bytes from here.
+    let existing = match (asked, came_from) {
+        (Some(asked), Some(_)) if asked == url => std::fs::metadata(partial).map(|m| m.len()).unwrap_or(0),
+        _ => 0,
+    };
     let mut req = client.get(url);
     if existing > 0 {
         req = req.header(reqwest::header::RANGE, format!("bytes={existing}-"));
     }
-    let mut resp = req.send().await.map_err(net(url))?;
+    let mut resp = send(req, url, limits.response_deadline).await?;
+    let from_scratch = |resp: reqwest::Response| async move {
+        drop(resp);
+        let resp = send(client.get(url), url, limits.response_deadline).await?;
+        if !resp.status().is_success() {
+            return Err(DownloadError::Status { url: url.into(), status: resp.status().as_u16() });
+        }
+        let total = resp.content_length();
+        Ok((resp, 0, total))
+    };
     let status = resp.status().as_u16();
-    let (keep, total) = match status {
-        206 if existing > 0 => {
+    let (keep, total);
+    (resp, keep, total) = match status {
+        // The same range of the same file, from the URL the partial came from (after redirects).
+        206 if existing > 0 && came_from == Some(resp.url().as_str()) => {
             let cr = resp
                 .headers()
                 .get(reqwest::header::CONTENT_RANGE)
                 .and_then(|v| v.to_str().ok())
                 .and_then(parse_content_range);
             match cr {
-                Some((start, total)) if start == existing => (existing, total),
+                Some((start, total)) if start == existing => (resp, existing, total),
                 // A range we did not ask for: start over rather than splice mismatched bytes.
-                _ => {
-                    resp = client.get(url).send().await.map_err(net(url))?;
-                    if !resp.status().is_success() {
-                        return Err(DownloadError::Status { url: url.into(), status: resp.status().as_u16() });
-                    }
-                    (0, resp.content_length())
-                }
+                _ => from_scratch(resp).await?,
             }
         }
-        200 => (0, resp.content_length()),
+        // Redirected somewhere else than the partial's bytes came from: start over.
+        206 if existing > 0 => from_scratch(resp).await?,
+        200 => {
+            let total = resp.content_length();
+            (resp, 0, total)
+        }
         // The partial is as long as (or longer than) the file: start over.
-        416 => {
-            resp = client.get(url).send().await.map_err(net(url))?;
-            if !resp.status().is_success() {
-                return Err(DownloadError::Status { url: url.into(), status: resp.status().as_u16() });
-            }
-            (0, resp.content_length())
-        }
+        416 => from_scratch(resp).await?,
         s => return Err(DownloadError::Status { url: url.into(), status: s }),
     };
-    progress.start(url, total, keep);
+    let (limit, why) = match expected_size {
+        Some(n) if n <= limits.max_image_bytes => (n, SizeLimit::Checksum),
+        _ => (limits.max_image_bytes, SizeLimit::Absolute),
+    };
+    let too_large = |received| DownloadError::TooLarge { url: url.into(), limit, why, received };
+    if total.is_some_and(|t| t > limit) {
+        return Err(too_large(keep));
+    }
+    let source_url = resp.url().to_string();
+    if keep == 0 {
+        std::fs::write(&origin, format!("{url}\n{source_url}\n"))
+            .map_err(|source| DownloadError::Io { path: origin.clone(), source })?;
+    }
+    progress.start(&source_url, total, keep);
     let sink = Sink::open(partial, keep)?;
     let mut size = keep;
     let mut cut: Option<DownloadError> = None;
+    let started = tokio::time::Instant::now();
+    let give_up = started + limits.download_deadline;
+    let mut window_end = started + limits.stall_window;
+    let mut window_bytes = 0u64;
     loop {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => {
-                size += chunk.len() as u64;
-                progress.advance(chunk.len() as u64);
+        let wake = window_end.min(give_up);
+        let next = tokio::time::timeout_at(wake, resp.chunk()).await;
+        let now = tokio::time::Instant::now();
+        if now >= give_up {
+            cut = Some(DownloadError::Deadline {
+                url: url.into(),
+                what: "the download",
+                after: limits.download_deadline,
+            });
+            break;
+        }
+        if now >= window_end {
+            if window_bytes < limits.stall_min_bytes {
+                cut = Some(DownloadError::Stalled {
+                    url: url.into(),
+                    got: window_bytes,
+                    min: limits.stall_min_bytes,
+                    window: limits.stall_window,
+                });
+                break;
+            }
+            window_end = now + limits.stall_window;
+            window_bytes = 0;
+        }
+        match next {
+            // The window ended with no chunk: checked above.
+            Err(_elapsed) => {}
+            Ok(Ok(Some(chunk))) => {
+                let len = chunk.len() as u64;
+                if size + len > limit {
+                    cut = Some(too_large(size + len));
+                    break;
+                }
+                size += len;
+                window_bytes += len;
+                progress.advance(len);
                 if !sink.push(chunk) {
                     break;
                 }
             }
-            Ok(None) => break,
-            Err(e) => {
+            Ok(Ok(None)) => break,
+            Ok(Err(e)) => {
                 cut = Some(net(url)(e));
                 break;
             }
@@ -232,6 +467,10 @@ pub async fn fetch_to(
     }
     let sha256 = sink.close(partial)?;
     progress.finish();
+    // Our own cut says why; a connection the server cut is best told as how far it got.
+    if let Some(e) = cut.take_if(|e| !matches!(e, DownloadError::Network { .. })) {
+        return Err(e);
+    }
     if let Some(total) = total
         && size < total
     {
@@ -240,7 +479,7 @@ pub async fn fetch_to(
     if let Some(e) = cut {
         return Err(e);
     }
-    Ok(Downloaded { sha256, size, resumed_from: keep })
+    Ok(Downloaded { sha256, size, resumed_from: keep, source_url })
 }
 
 /// SHA-256 and size of a file on disk.
@@ -276,7 +515,7 @@ mod tests {
         // A port nothing listens on (bound, then released).
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let url = format!("http://127.0.0.1:{port}/CHECKSUM");
-        let e = fetch_small(&client(), &url, 1024).await.unwrap_err();
+        let e = fetch_small(&client(), &url, &Limits::default()).await.unwrap_err();
         assert!(e.is_network(), "{e:?}");
         assert_eq!(e.to_string(), format!("downloading {url}"));
         assert!(std::error::Error::source(&e).is_some_and(|s| s.is::<reqwest::Error>()), "{e:?}");

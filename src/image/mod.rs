@@ -3,7 +3,9 @@
 //! Order: CHECKSUM (and its signature, verified against the trusted key) → the expected digest →
 //! a cache hit is re-hashed → otherwise download (resuming) into a partial file while hashing →
 //! compare → rename into the cache. A mismatch never becomes the cached image and never falls back
-//! to another, unverified image; a network failure moves on to the next mirror.
+//! to another, unverified image; a network failure, an oversized body or a mismatch moves on to the
+//! next mirror. Image bytes over plain http need a digest nothing on the path can forge: a pinned
+//! sha256 or a signed CHECKSUM; any other unsigned fetch is allowed with a warning.
 
 pub mod cache;
 pub mod checksum;
@@ -12,7 +14,7 @@ pub mod signature;
 
 use crate::profile::{ImageSpec, Profile};
 use cache::{CacheError, CachedImage, ImageCache, ImageMeta};
-use download::{DownloadError, Progress};
+use download::{DownloadError, Limits, Progress};
 use serde::Serialize;
 use signature::{SignatureError, TrustedKey};
 use std::path::{Path, PathBuf};
@@ -20,7 +22,6 @@ use std::time::Duration;
 
 /// Attempts per URL (each resuming the last) before moving on to the next mirror.
 const ATTEMPTS_PER_URL: usize = 3;
-const SMALL_FILE_LIMIT: usize = 4 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
@@ -40,6 +41,10 @@ pub enum ImageError {
     Download(#[from] DownloadError),
     #[error(transparent)]
     Cache(#[from] CacheError),
+    #[error(
+        "{url} is plain http and its sha256 would come from {checksum}, which nothing signs: anyone on the path could change both; pin the image's sha256 (image.sha256 / --sha256) or give a signed CHECKSUM (image.signature_url and image.key), or use https"
+    )]
+    UnverifiedPlainHttp { url: String, checksum: String },
     #[error("{0}")]
     Invalid(String),
     #[error("{path}: {source}")]
@@ -103,9 +108,13 @@ pub struct FetchedImage {
     pub size: u64,
     pub signature_verified: bool,
     pub key_fingerprint: Option<String>,
-    /// Where the bytes came from this time: `cache`, `local`, or the URL downloaded.
+    /// Where the bytes came from this time: `cache`, `local`, or the URL downloaded (after its
+    /// redirects, so never an https URL for bytes that came over http).
     pub source: String,
+    /// The URL asked for (the profile's, or the mirror's).
     pub url: Option<String>,
+    /// What was not verified (an unsigned CHECKSUM); each is also a warning event.
+    pub warnings: Vec<String>,
 }
 
 impl FetchedImage {
@@ -144,10 +153,11 @@ async fn fetch_small_any(
     client: &reqwest::Client,
     url: &str,
     mirrors: &[String],
+    limits: &Limits,
     errors: &mut Vec<String>,
 ) -> Option<(String, Vec<u8>)> {
     for u in candidates(url, mirrors) {
-        match download::fetch_small(client, &u, SMALL_FILE_LIMIT).await {
+        match download::fetch_small(client, &u, limits).await {
             Ok(b) => return Some((u, b)),
             Err(e) => errors.push(crate::errors::chain(&e)),
         }
@@ -155,28 +165,50 @@ async fn fetch_small_any(
     None
 }
 
+fn is_plain_http(url: &str) -> bool {
+    url.get(..7).is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+}
+
+/// What the image's bytes are checked against, and how far that can be trusted.
+struct Expected {
+    sha256: String,
+    signature_verified: bool,
+    key_fingerprint: Option<String>,
+    /// From the CHECKSUM's size comment, when it has one.
+    size: Option<u64>,
+    warnings: Vec<String>,
+}
+
 /// The expected digest, from a pinned sha256 and/or a (verified) CHECKSUM file.
 async fn expected_digest(
     client: &reqwest::Client,
     src: &ImageSource,
     file: &str,
-) -> Result<(String, bool, Option<String>), ImageError> {
+    limits: &Limits,
+) -> Result<Expected, ImageError> {
     let key = load_trusted_key(src)?;
     let Some(checksum_url) = &src.checksum_url else {
         let pinned = src
             .sha256
             .clone()
             .ok_or_else(|| ImageError::Invalid("no checksum: give a CHECKSUM URL or a sha256".into()))?;
-        return Ok((pinned, false, None));
+        // The user's own digest: nothing is left unverified.
+        return Ok(Expected {
+            sha256: pinned,
+            signature_verified: false,
+            key_fingerprint: None,
+            size: None,
+            warnings: Vec::new(),
+        });
     };
     let mut errors = Vec::new();
-    let (_, checksum) = fetch_small_any(client, checksum_url, &src.mirrors, &mut errors)
+    let (checksum_from, checksum) = fetch_small_any(client, checksum_url, &src.mirrors, limits, &mut errors)
         .await
         .ok_or(ImageError::AllSourcesFailed(errors.clone()))?;
     let checksum_text = String::from_utf8_lossy(&checksum).into_owned();
     let (listed_text, verified) = match (&key, &src.signature_url) {
         (Some(k), Some(sig_url)) => {
-            let (_, sig) = fetch_small_any(client, sig_url, &src.mirrors, &mut errors)
+            let (_, sig) = fetch_small_any(client, sig_url, &src.mirrors, limits, &mut errors)
                 .await
                 .ok_or(ImageError::AllSourcesFailed(errors))?;
             if signature::is_clearsigned(&checksum_text) {
@@ -200,22 +232,48 @@ async fn expected_digest(
     let entries = checksum::parse(&listed_text);
     let entry = checksum::sha256_for(&entries, file)
         .ok_or_else(|| ImageError::NotListed { checksum_url: checksum_url.clone(), file: file.to_string() })?;
-    if let Some(pinned) = &src.sha256
-        && pinned != &entry.digest
-    {
-        return Err(ImageError::Conflict {
-            file: file.into(),
-            from_file: entry.digest.clone(),
-            pinned: pinned.clone(),
-        });
+    let mut warnings = Vec::new();
+    match &src.sha256 {
+        Some(pinned) if pinned != &entry.digest => {
+            return Err(ImageError::Conflict {
+                file: file.into(),
+                from_file: entry.digest.clone(),
+                pinned: pinned.clone(),
+            });
+        }
+        // The pin vouches for the digest; the CHECKSUM only agreed with it.
+        Some(_) => {}
+        None if !verified => warnings.push(format!(
+            "the sha256 of {file} comes from {checksum_from}, which is not signed (no image.signature_url and image.key): the image is only as trustworthy as that server{}",
+            if is_plain_http(&checksum_from) { " and the plain-http path to it" } else { "" }
+        )),
+        None => {}
     }
-    Ok((entry.digest.clone(), verified, key.map(|k| k.fingerprint)))
+    Ok(Expected {
+        sha256: entry.digest.clone(),
+        signature_verified: verified,
+        key_fingerprint: key.map(|k| k.fingerprint),
+        size: checksum::size_for(&listed_text, file),
+        warnings,
+    })
 }
 
-/// Fetches and verifies an image into the cache (or verifies a local image in place).
+/// Fetches and verifies an image into the cache (or verifies a local image in place), with the
+/// default [`Limits`].
 pub async fn fetch(
     src: &ImageSource,
     cache: &ImageCache,
+    progress: &dyn Progress,
+    on_wait: impl FnMut(&str),
+) -> Result<FetchedImage, ImageError> {
+    fetch_with(src, cache, &Limits::default(), progress, on_wait).await
+}
+
+/// [`fetch`] with the given caps and deadlines.
+pub async fn fetch_with(
+    src: &ImageSource,
+    cache: &ImageCache,
+    limits: &Limits,
     progress: &dyn Progress,
     mut on_wait: impl FnMut(&str),
 ) -> Result<FetchedImage, ImageError> {
@@ -235,65 +293,88 @@ pub async fn fetch(
             key_fingerprint: None,
             source: "local".into(),
             url: None,
+            warnings: Vec::new(),
         });
     }
     let url = src.url.clone().ok_or_else(|| ImageError::Invalid("no image URL or path".into()))?;
-    if url.starts_with("http://") && src.checksum_url.is_none() && src.sha256.is_none() {
-        return Err(ImageError::Invalid(format!("{url}: plain http is allowed only together with a checksum")));
+    let sources = candidates(&url, &src.mirrors);
+    if src.checksum_url.is_none() && src.sha256.is_none() {
+        return Err(ImageError::Invalid(format!("{url}: no checksum: give a CHECKSUM URL or a sha256")));
+    }
+    // Decided before anything is fetched: a key means the CHECKSUM must verify (or the fetch fails).
+    if src.sha256.is_none()
+        && src.key.is_none()
+        && let Some(plain) = sources.iter().find(|u| is_plain_http(u))
+    {
+        return Err(ImageError::UnverifiedPlainHttp {
+            url: plain.clone(),
+            checksum: src.checksum_url.clone().unwrap_or_default(),
+        });
     }
     let file = file_name_of(&url);
     let client = download::client();
-    let (expected, signature_verified, key_fingerprint) = expected_digest(&client, src, &file).await?;
+    let expected = expected_digest(&client, src, &file, limits).await?;
+    let Expected { sha256: digest, signature_verified, key_fingerprint, size: listed_size, warnings } = expected;
 
-    let _lock = cache.lock_async(&expected, Duration::from_secs(3600), &mut on_wait).await?;
-    if let Some(hit) = cache.lookup(&expected, &file) {
+    let _lock = cache.lock_async(&digest, Duration::from_secs(3600), &mut on_wait).await?;
+    if let Some(hit) = cache.lookup(&digest, &file) {
         if cache.verify(&hit)? {
             return Ok(FetchedImage {
                 path: hit.path,
-                sha256: expected,
+                sha256: digest,
                 size: hit.meta.size,
                 signature_verified: hit.meta.signature_verified,
                 key_fingerprint: hit.meta.key_fingerprint,
                 source: "cache".into(),
                 url: Some(url),
+                warnings,
             });
         }
         cache.evict(&hit)?;
     }
 
-    let partial = cache.partial_path(&expected, &file);
+    let partial = cache.partial_path(&digest, &file);
     let mut errors = Vec::new();
-    for candidate in candidates(&url, &src.mirrors) {
+    for candidate in sources {
         for _ in 0..ATTEMPTS_PER_URL {
-            match download::fetch_to(&client, &candidate, &partial, progress).await {
-                Ok(d) if d.sha256 == expected => {
+            match download::fetch_to(&client, &candidate, &partial, listed_size, limits, progress).await {
+                Ok(d) if d.sha256 == digest => {
                     let img: CachedImage = cache.commit(ImageMeta {
                         file_name: file.clone(),
-                        url: Some(candidate.clone()),
+                        url: Some(d.source_url.clone()),
                         checksum_url: src.checksum_url.clone(),
-                        sha256: expected.clone(),
+                        sha256: digest.clone(),
                         size: d.size,
                         signature_verified,
                         key_fingerprint: key_fingerprint.clone(),
                         fetched_at: sysmon_collector::host::now_rfc3339(),
                     })?;
+                    download::discard_partial(&partial);
                     return Ok(FetchedImage {
                         path: img.path,
-                        sha256: expected,
+                        sha256: digest,
                         size: d.size,
                         signature_verified,
                         key_fingerprint,
-                        source: candidate.clone(),
+                        source: d.source_url,
                         url: Some(candidate),
+                        warnings,
                     });
                 }
                 Ok(d) => {
-                    let _ = std::fs::remove_file(&partial);
-                    return Err(ImageError::Mismatch { file: file.clone(), expected, actual: d.sha256 });
+                    // Not resumable (the bytes are wrong somewhere) and not this mirror's to retry.
+                    download::discard_partial(&partial);
+                    let mismatch =
+                        ImageError::Mismatch { file: d.source_url, expected: digest.clone(), actual: d.sha256 };
+                    errors.push(mismatch.to_string());
+                    break;
                 }
                 Err(e) if e.is_network() => {
                     errors.push(crate::errors::chain(&e));
-                    if matches!(e, DownloadError::Status { .. }) {
+                    if matches!(e, DownloadError::TooLarge { .. }) {
+                        download::discard_partial(&partial);
+                    }
+                    if !e.worth_retrying() {
                         break; // the same URL will answer the same: next mirror
                     }
                 }

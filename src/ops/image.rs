@@ -27,14 +27,18 @@ pub async fn fetch(ws: &Workspace, source: &FetchSource, sink: &dyn Sink) -> Res
             s.clone()
         }
     };
-    image::fetch(&src, &ImageCache::of(ws), &DownloadEvents(sink), |who| {
+    let fetched = image::fetch(&src, &ImageCache::of(ws), &DownloadEvents(sink), |who| {
         sink.emit(Event::Waiting {
             what: "the image cache entry (downloading the same image)".into(),
             holder: who.to_string(),
         })
     })
     .await
-    .map_err(|e| OpError::Image(Box::new(e)))
+    .map_err(|e| OpError::Image(Box::new(e)))?;
+    for w in &fetched.warnings {
+        sink.warning(w.clone());
+    }
+    Ok(fetched)
 }
 
 pub fn list(ws: &Workspace) -> Vec<CachedImage> {

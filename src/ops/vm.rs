@@ -151,6 +151,9 @@ pub async fn fetch_and_create(ws: &Workspace, name: &str, p: &Profile, sink: &dy
     })
     .await
     .map_err(|source| OpError::Fetch { profile: p.name.clone(), source: Box::new(source) })?;
+    for w in &fetched.warnings {
+        sink.warning(w.clone());
+    }
     sink.emit(Event::PhaseFinished { phase: "fetch".into(), seconds: started.elapsed().as_secs_f64() });
     Ok(vm::create(ws, name, p, &fetched)?)
 }
@@ -180,6 +183,9 @@ pub async fn refetch_backing_image(ws: &Workspace, state: &VmState, sink: &dyn S
         profile: state.profile.name.clone(),
         source: Box::new(source),
     })?;
+    for w in &fetched.warnings {
+        sink.warning(w.clone());
+    }
     if fetched.path != state.image_path {
         // The overlay names its backing file by path: put the bytes where it looks.
         return Err(OpError::Invalid(format!(
