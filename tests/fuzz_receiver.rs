@@ -85,7 +85,7 @@ fn corpus(token: &str) -> Vec<Vec<u8>> {
 #[test]
 fn the_head_parser_survives_mutated_requests() {
     let n = iterations(20_000);
-    let mut rng = Rng(0x5eed_0f_0714_0001);
+    let mut rng = Rng(0x005e_ed0f_0714_0001);
     let (mut parsed, mut refused) = (0usize, 0usize);
     for base in corpus(&"ab".repeat(32)) {
         for _ in 0..n / 3 {
@@ -113,7 +113,7 @@ fn the_head_parser_survives_mutated_requests() {
             }
         }
     }
-    eprintln!("receiver head parser: {n} mutated heads (seed 0x5eed0f07140001): {parsed} parsed, {refused} refused");
+    eprintln!("receiver head parser: {n} mutated heads (seed 0x005eed0f07140001): {parsed} parsed, {refused} refused");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +124,7 @@ async fn the_real_receiver_answers_mutated_requests_and_still_counts_a_real_one(
         .unwrap();
     let (port, token) = (recv.port, recv.token().to_string());
     let answered = tokio::task::spawn_blocking(move || {
-        let mut rng = Rng(0x5eed_0f_0714_0002);
+        let mut rng = Rng(0x005e_ed0f_0714_0002);
         let corpus = corpus(&token);
         let mut answered = 0usize;
         for i in 0..n {
@@ -143,7 +143,10 @@ async fn the_real_receiver_answers_mutated_requests_and_still_counts_a_real_one(
     })
     .await
     .unwrap();
-    eprintln!("real receiver: {n} mutated requests (seed 0x5eed0f07140002): {answered} answered, {:?}", recv.counts());
+    eprintln!(
+        "real receiver: {n} mutated requests (seed 0x005eed0f07140002): {answered} answered, {:?}",
+        recv.counts()
+    );
     assert!(recv.arrivals().len() <= n);
 
     // Still serving: a real delivery with the token counts.

@@ -39,7 +39,7 @@ fn summarize_survives_mutated_real_requests() {
     let guest = common::synthetic_machine(16);
     let fixture = body(&sysmon_collector::Sampler::new(guest.roots(), Default::default()).sample());
     let corpus = [live, fixture, Vec::new()];
-    let mut rng = Rng(0x5eed_0f_0714_0003);
+    let mut rng = Rng(0x005e_ed0f_0714_0003);
     let (mut decoded, mut refused) = (0usize, 0usize);
     for base in &corpus {
         let (newest, names) = otlp::summarize(base).expect("a real request decodes");
@@ -78,5 +78,5 @@ fn summarize_survives_mutated_real_requests() {
             }
         }
     }
-    eprintln!("otlp::summarize: {n} mutated requests (seed 0x5eed0f07140003): {decoded} decoded, {refused} refused");
+    eprintln!("otlp::summarize: {n} mutated requests (seed 0x005eed0f07140003): {decoded} decoded, {refused} refused");
 }
