@@ -3,6 +3,7 @@
 //! silently ignored.
 
 use serde::{Deserialize, Deserializer};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -79,6 +80,42 @@ pub struct OtlpConfig {
     pub vm_id: Option<String>,
     /// Batches kept while the endpoint is down; the oldest is dropped beyond this.
     pub queue_batches: Option<usize>,
+    /// Extra HTTP headers sent with every push (`Authorization: Bearer …` for a receiver that
+    /// takes deliveries only with a token, as `sysmonvm validate`'s does).
+    #[serde(default, deserialize_with = "headers")]
+    pub headers: Option<BTreeMap<String, String>>,
+}
+
+/// Why an OTLP header name or value cannot be sent.
+pub fn check_header(name: &str, value: &str) -> Result<(), String> {
+    let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
+    if name.is_empty() || !name.bytes().all(token) {
+        return Err(format!(
+            "header name {name:?} is not an HTTP field name (letters, digits and !#$%&'*+-.^_`|~ only)"
+        ));
+    }
+    if ["content-type", "content-length", "host", "transfer-encoding", "connection"]
+        .iter()
+        .any(|n| name.eq_ignore_ascii_case(n))
+    {
+        return Err(format!("header {name:?} is set by the collector itself and cannot be configured"));
+    }
+    if !value.bytes().all(|b| b == b'\t' || (b' '..=b'~').contains(&b)) {
+        return Err(format!(
+            "the value of header {name:?} holds a control or non-ASCII character (a line break would start a new header)"
+        ));
+    }
+    Ok(())
+}
+
+fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<String, String>>, D::Error> {
+    let h: Option<BTreeMap<String, String>> = Option::deserialize(d)?;
+    if let Some(h) = &h {
+        for (name, value) in h {
+            check_header(name, value).map_err(serde::de::Error::custom)?;
+        }
+    }
+    Ok(h)
 }
 
 /// The file format. Key names follow the original ServiceRadar sysmon-vm checker where it had one
@@ -143,7 +180,8 @@ pub fn example_json() -> String {
             "service_name": "sysmon-collector",
             "host_id": null,
             "vm_id": null,
-            "queue_batches": DEFAULT_QUEUE_BATCHES
+            "queue_batches": DEFAULT_QUEUE_BATCHES,
+            "headers": {}
         }
     })
     .to_string()
@@ -178,5 +216,22 @@ mod tests {
         assert!(e.contains("sample_interval") && e.contains("invalid duration"), "{e}");
         let e = parse(Path::new("c.json"), r#"{"perf": "yes"}"#).unwrap_err().to_string();
         assert!(e.contains("`perf`"), "{e}");
+    }
+
+    #[test]
+    fn otlp_headers_are_checked_where_they_are_read() {
+        let ok = parse(Path::new("c.yaml"), "otlp:\n  headers:\n    Authorization: Bearer 0123abcd\n").unwrap();
+        let headers = ok.otlp.unwrap().headers.unwrap();
+        assert_eq!(headers["Authorization"], "Bearer 0123abcd");
+        for (bad, says) in [
+            (r#"{"otlp": {"headers": {"X-A": "a\r\nX-Injected: 1"}}}"#, "control or non-ASCII"),
+            (r#"{"otlp": {"headers": {"X A": "a"}}}"#, "not an HTTP field name"),
+            (r#"{"otlp": {"headers": {"": "a"}}}"#, "not an HTTP field name"),
+            (r#"{"otlp": {"headers": {"Content-Length": "1"}}}"#, "set by the collector"),
+            (r#"{"otlp": {"headers": {"X-A": 1}}}"#, "string"),
+        ] {
+            let e = parse(Path::new("c.json"), bad).unwrap_err().to_string();
+            assert!(e.contains("otlp.headers") && e.contains(says), "{bad}: {e}");
+        }
     }
 }

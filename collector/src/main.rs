@@ -221,6 +221,7 @@ fn main() -> Result<()> {
                             host_name: None,
                         },
                         queue_batches: otlp.queue_batches.unwrap_or(config::DEFAULT_QUEUE_BATCHES),
+                        headers: otlp.headers.clone().unwrap_or_default().into_iter().collect(),
                     })
                 }
             };

@@ -19,6 +19,9 @@ pub struct PushSettings {
     pub interval: Duration,
     pub identity: ResourceIdentity,
     pub queue_batches: usize,
+    /// Sent with every push besides Content-Type (a receiver's token); checked by
+    /// [`crate::config::check_header`] when the config was read, never printed.
+    pub headers: Vec<(String, String)>,
 }
 
 /// The OTLP/HTTP metrics URL: a base endpoint gets `/v1/metrics` appended, as
@@ -89,12 +92,11 @@ fn next_backoff(current: Duration) -> Duration {
 pub fn run(settings: PushSettings, latest: Arc<Latest>, start_unix_nano: u64) {
     let agent: ureq::Agent = ureq::Agent::config_builder().timeout_global(Some(SEND_TIMEOUT)).build().into();
     let send = |body: &[u8]| -> Result<(), String> {
-        agent
-            .post(&settings.url)
-            .header("Content-Type", "application/x-protobuf")
-            .send(body)
-            .map(|_| ())
-            .map_err(|e| e.to_string())
+        let mut post = agent.post(&settings.url).header("Content-Type", "application/x-protobuf");
+        for (name, value) in &settings.headers {
+            post = post.header(name, value);
+        }
+        post.send(body).map(|_| ()).map_err(|e| e.to_string())
     };
     let mut queue = Queue::new(settings.queue_batches);
     let mut last_pushed: Option<u64> = None;

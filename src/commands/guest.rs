@@ -37,6 +37,7 @@ pub fn run(ws: &Workspace, cmd: CollectorCommand, json: bool) -> crate::Exit {
                 otlp_endpoint: a.otlp_endpoint,
                 cgroups: a.cgroups,
                 source: a.source,
+                ..Default::default()
             };
             let r = block_on(provision::collector_install(ws, &req, &sink))??;
             if json {

@@ -10,6 +10,7 @@ use super::runner::{STAGE_DIR, Upload};
 use super::steps::{Plan, PlanError};
 use crate::profile::{Arch, Profile};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 pub const UNIT: &str = "serviceradar-sysmon-vm.service";
@@ -75,6 +76,8 @@ pub struct ConfigInput {
     pub interval: String,
     pub vm_id: String,
     pub otlp_endpoint: Option<String>,
+    /// Headers sent with every push (validate's per-run token); only with `otlp_endpoint`.
+    pub otlp_headers: BTreeMap<String, String>,
     pub cgroups: Vec<String>,
 }
 
@@ -92,6 +95,9 @@ pub fn config_json(c: &ConfigInput) -> String {
             "service_name": "sysmon-collector",
             "vm_id": c.vm_id,
         });
+        if !c.otlp_headers.is_empty() {
+            v["otlp"]["headers"] = serde_json::json!(c.otlp_headers);
+        }
     }
     serde_json::to_string_pretty(&v).expect("a JSON value serialises") + "\n"
 }
@@ -227,6 +233,10 @@ mod tests {
         let otlp = parsed.otlp.unwrap();
         assert_eq!((otlp.endpoint.as_deref(), otlp.vm_id.as_deref()), (Some("http://10.0.2.2:4318"), Some("lab")));
         assert_eq!(parsed.cgroups.unwrap(), ["system.slice/validate-load.scope"]);
+        assert_eq!(otlp.headers, None);
+        c.otlp_headers = BTreeMap::from([("Authorization".into(), "Bearer 00ff".into())]);
+        let parsed = sysmon_collector::config::parse(Path::new("sysmon-vm.json"), &config_json(&c)).unwrap();
+        assert_eq!(parsed.otlp.unwrap().headers, Some(c.otlp_headers.clone()));
     }
 
     #[test]

@@ -67,6 +67,8 @@ pub struct InstallRequest {
     pub config: Option<PathBuf>,
     /// Also push OTLP here (as seen from the guest).
     pub otlp_endpoint: Option<String>,
+    /// Headers the collector sends with each push (validate's per-run token).
+    pub otlp_headers: std::collections::BTreeMap<String, String>,
     /// Also report these cgroups as containers.
     pub cgroups: Vec<String>,
     /// The checkout to build from.
@@ -260,6 +262,7 @@ pub async fn collector_install_locked(
                 interval: state.profile.collector.interval.clone(),
                 vm_id: name.to_string(),
                 otlp_endpoint: req.otlp_endpoint.clone(),
+                otlp_headers: req.otlp_headers.clone(),
                 cgroups: req.cgroups.clone(),
             })
         });

@@ -95,9 +95,12 @@ pub async fn validate(ws: &Workspace, req: &ValidateRequest, sink: &dyn Sink) ->
         "validate: OTLP receiver on 127.0.0.1:{} (the guest sends to 10.0.2.2:{})",
         recv.port, recv.port
     ));
+    // Any process that can reach the host's 127.0.0.1 (every user-networked VM, as 10.0.2.2) could
+    // post arrivals; only this run's collector holds the token the receiver counts.
     let configure = InstallRequest {
         name: Some(name.clone()),
         otlp_endpoint: Some(format!("http://10.0.2.2:{}", recv.port)),
+        otlp_headers: [("Authorization".to_string(), recv.authorization())].into(),
         cgroups: vec![validate::THROTTLE_CGROUP.into()],
         ..Default::default()
     };
@@ -117,13 +120,16 @@ pub async fn validate(ws: &Workspace, req: &ValidateRequest, sink: &dyn Sink) ->
         result?;
     restore?;
 
-    let otlp: Vec<(f64, f64)> = recv
-        .arrivals
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .iter()
-        .map(|(arr, t, _)| (*arr, t - offset.0))
-        .collect();
+    let otlp: Vec<(f64, f64)> =
+        recv.arrivals().iter().map(|a| (a.arrived_unix, a.newest_reading_unix - offset.0)).collect();
+    let unauthorized = recv.counts().unauthorized;
+    if unauthorized > 0 {
+        sink.warning(format!(
+            "the OTLP receiver refused {unauthorized} request(s) without this run's token (another process on this \
+             machine or in a VM posted to 127.0.0.1:{}); they are not counted",
+            recv.port
+        ));
+    }
     let interval = req.interval.as_secs_f64();
     let inputs = Inputs {
         phases: &windows,
