@@ -707,7 +707,10 @@ pub async fn probe_ready(target: &SshTarget, left: Duration) -> Option<BootPhase
         return Some(BootPhase::Sshd);
     };
     let opts = crate::ssh::ExecOptions::default().within(within(deadlines.exec)).max_output(4096);
-    let done = session.exec_with(CLOUD_INIT_DONE, opts).await.is_ok_and(|o| o.status == 0);
+    // The outer bound also cuts short the channel close that follows an overrun exec.
+    let done = tokio::time::timeout_at(until, session.exec_with(CLOUD_INIT_DONE, opts))
+        .await
+        .is_ok_and(|r| r.is_ok_and(|o| o.status == 0));
     let _ = tokio::time::timeout(within(Duration::from_secs(1)), session.close()).await;
     Some(if done { BootPhase::CloudInit } else { BootPhase::Login })
 }
