@@ -1,11 +1,29 @@
 //! An async SSH client (russh, pure Rust on ring): exec with exit status and streamed output,
-//! upload, keepalive and timeouts. The VM's pinned host key is required: any other key fails the
+//! upload, keepalive and deadlines. The VM's pinned host key is required: any other key fails the
 //! connection with both keys named, and is never accepted or recorded.
+//!
+//! The guest is untrusted, so every operation has a deadline of its own ([`Deadlines`]: connect,
+//! auth, and each exec unless the call says otherwise) and what `exec` keeps is capped per stream
+//! ([`ExecOptions::max_output`], the tail is kept and the cut is counted on [`Output`]). Keepalive
+//! only notices a peer that went away; it does not end a live peer that stalls.
 
 use russh::keys::{PrivateKeyWithHashAlg, PublicKeyOrCertificate, decode_secret_key};
 use russh::{ChannelMsg, client};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::time::Instant;
+
+/// The deadline of each exec when the caller does not pass one: long enough for the slowest
+/// thing run through it here (a plan's package installs under TCG go through the runner's own,
+/// longer deadline), short enough that a stalled guest cannot hold a command forever.
+pub const DEFAULT_EXEC_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// What `exec` keeps of each stream by default (the tail).
+pub const DEFAULT_MAX_OUTPUT: usize = 4 << 20;
+/// What `upload` keeps of the upload script's stderr, for its error message.
+const UPLOAD_STDERR_CAP: usize = 64 << 10;
+/// How long closing a channel whose command overran its deadline may take before it is dropped.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// russh's errors are large (80 bytes); they are boxed so an `SshError` stays small inside the
 /// errors that carry it.
@@ -21,8 +39,23 @@ pub enum SshError {
         #[source]
         source: Box<russh::Error>,
     },
-    #[error("SSH to {addr}: no connection within {timeout:?}")]
+    #[error(
+        "SSH to {addr}: no SSH session within {timeout:?} (TCP connect, banner and key exchange); is the guest stalled, or does something other than sshd listen there?"
+    )]
     Timeout { addr: String, timeout: Duration },
+    #[error(
+        "SSH to {addr}: public-key authentication as {user} did not finish within {timeout:?}: sshd took the connection but stalled (a hung AuthorizedKeysCommand, PAM or user lookup in the guest?)"
+    )]
+    AuthTimeout { addr: String, user: String, timeout: Duration },
+    #[error(
+        "SSH to {addr}: `{command}` did not finish within {deadline:?}; its channel was closed (the command may still run in the guest)"
+    )]
+    ExecTimeout {
+        addr: String,
+        /// The command's first line, shortened.
+        command: String,
+        deadline: Duration,
+    },
     #[error("SSH to {addr}: public-key authentication as {user} did not complete")]
     Auth {
         addr: String,
@@ -99,22 +132,147 @@ impl client::Handler for Pinned {
     }
 }
 
+/// How long each SSH operation may take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadlines {
+    /// TCP connect, the banner exchange, key exchange and the host key check.
+    pub connect: Duration,
+    /// Public-key authentication.
+    pub auth: Duration,
+    /// Each exec on the session that does not pass its own ([`ExecDeadline::SessionDefault`]).
+    pub exec: Duration,
+}
+
+impl Deadlines {
+    /// `connect` and `auth` each within `timeout`; execs within [`DEFAULT_EXEC_DEADLINE`].
+    pub fn new(timeout: Duration) -> Deadlines {
+        Deadlines { connect: timeout, auth: timeout, exec: DEFAULT_EXEC_DEADLINE }
+    }
+
+    /// Every deadline at most `left`: what a caller with an overall bound (the boot wait's
+    /// `--timeout`) gives each operation inside it.
+    pub fn at_most(self, left: Duration) -> Deadlines {
+        Deadlines { connect: self.connect.min(left), auth: self.auth.min(left), exec: self.exec.min(left) }
+    }
+}
+
+/// When one exec must have ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecDeadline {
+    /// The session's [`Deadlines::exec`].
+    #[default]
+    SessionDefault,
+    Within(Duration),
+    /// No deadline: only for output a user follows until they stop it (`collector logs --follow`).
+    Never,
+}
+
+/// Per-call limits of [`SshSession::exec_with`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExecOptions {
+    pub deadline: ExecDeadline,
+    /// Bytes kept of each stream; past it the oldest bytes are dropped (the tail is kept).
+    pub max_output: usize,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions { deadline: ExecDeadline::SessionDefault, max_output: DEFAULT_MAX_OUTPUT }
+    }
+}
+
+impl ExecOptions {
+    pub fn within(self, deadline: Duration) -> ExecOptions {
+        ExecOptions { deadline: ExecDeadline::Within(deadline), ..self }
+    }
+    pub fn max_output(self, bytes: usize) -> ExecOptions {
+        ExecOptions { max_output: bytes, ..self }
+    }
+}
+
 pub struct SshSession {
     handle: client::Handle<Pinned>,
     addr: String,
+    deadlines: Deadlines,
 }
 
-/// What a command printed and how it ended.
+/// What a command printed (each stream's tail, at most [`ExecOptions::max_output`] bytes) and how
+/// it ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Output {
     pub status: u32,
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
+    /// Bytes dropped from the front of stdout to stay within the cap (0: it is all there).
+    pub stdout_dropped: u64,
+    pub stderr_dropped: u64,
+}
+
+impl Output {
+    /// Whether either stream was cut.
+    pub fn truncated(&self) -> bool {
+        self.stdout_dropped > 0 || self.stderr_dropped > 0
+    }
+}
+
+/// The last `cap` bytes of a stream, and how many came before them. Linear: each byte is copied
+/// in once and dropped at most once.
+#[derive(Debug)]
+pub struct TailBuffer {
+    kept: VecDeque<u8>,
+    cap: usize,
+    dropped: u64,
+}
+
+impl TailBuffer {
+    pub fn new(cap: usize) -> TailBuffer {
+        TailBuffer { kept: VecDeque::new(), cap, dropped: 0 }
+    }
+
+    pub fn push(&mut self, bytes: &[u8]) {
+        let bytes = if bytes.len() > self.cap {
+            let skip = bytes.len() - self.cap;
+            self.dropped += skip as u64;
+            &bytes[skip..]
+        } else {
+            bytes
+        };
+        let over = (self.kept.len() + bytes.len()).saturating_sub(self.cap);
+        self.kept.drain(..over);
+        self.dropped += over as u64;
+        self.kept.extend(bytes);
+    }
+
+    /// Bytes dropped from the front so far.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+    }
+
+    /// (the kept tail, the count of bytes dropped before it).
+    pub fn into_parts(self) -> (Vec<u8>, u64) {
+        (Vec::from(self.kept), self.dropped)
+    }
+}
+
+/// A command as an error message names it: its first line, at most 120 characters.
+fn brief(command: &str) -> String {
+    let first = command.lines().next().unwrap_or("");
+    let mut b: String = first.chars().take(120).collect();
+    if b.len() < command.len() {
+        b.push('…');
+    }
+    b
 }
 
 impl SshSession {
+    /// Connects and authenticates, each within `timeout`; execs get [`DEFAULT_EXEC_DEADLINE`].
     pub async fn connect(t: &SshTarget, timeout: Duration) -> Result<SshSession, SshError> {
+        SshSession::connect_with(t, Deadlines::new(timeout)).await
+    }
+
+    pub async fn connect_with(t: &SshTarget, deadlines: Deadlines) -> Result<SshSession, SshError> {
         let addr = t.addr();
+        let timeout = deadlines.connect;
         let key = decode_secret_key(&t.private_key, None).map_err(|e| SshError::Key {
             addr: addr.clone(),
             user: t.user.clone(),
@@ -145,55 +303,119 @@ impl SshSession {
                 return Err(SshError::Connect { addr, source: Box::new(e) });
             }
         };
-        let auth = handle
-            .authenticate_publickey(t.user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), None))
-            .await
-            .map_err(|e| SshError::Auth { addr: addr.clone(), user: t.user.clone(), source: Box::new(e) })?;
+        let user = t.user.clone();
+        let auth = handle.authenticate_publickey(user.clone(), PrivateKeyWithHashAlg::new(Arc::new(key), None));
+        // On a timeout the handle is dropped, which ends russh's session task and the connection.
+        let auth = match tokio::time::timeout(deadlines.auth, auth).await {
+            Err(_) => return Err(SshError::AuthTimeout { addr, user, timeout: deadlines.auth }),
+            Ok(r) => r.map_err(|e| SshError::Auth { addr: addr.clone(), user: user.clone(), source: Box::new(e) })?,
+        };
         if !auth.success() {
-            return Err(SshError::AuthRejected { addr, user: t.user.clone() });
+            return Err(SshError::AuthRejected { addr, user });
         }
-        Ok(SshSession { handle, addr })
+        Ok(SshSession { handle, addr, deadlines })
     }
 
-    /// Runs `command`, feeding `stdin` if given, calling `on_output(is_stderr, bytes)` as output arrives.
+    pub fn deadlines(&self) -> Deadlines {
+        self.deadlines
+    }
+
+    fn resolve(&self, deadline: ExecDeadline) -> Option<Duration> {
+        match deadline {
+            ExecDeadline::SessionDefault => Some(self.deadlines.exec),
+            ExecDeadline::Within(d) => Some(d),
+            ExecDeadline::Never => None,
+        }
+    }
+
+    /// Runs `command` within the session's exec deadline, feeding `stdin` if given, calling
+    /// `on_output(is_stderr, bytes)` as output arrives (nothing is kept here).
     pub async fn exec_streaming(
         &self,
         command: &str,
         stdin: Option<&[u8]>,
+        on_output: impl FnMut(bool, &[u8]),
+    ) -> Result<u32, SshError> {
+        self.exec_streaming_with(command, stdin, ExecDeadline::SessionDefault, on_output).await
+    }
+
+    /// [`exec_streaming`](Self::exec_streaming) with this call's own deadline. One deadline
+    /// covers the whole exec (opening the channel, input, output, exit status); when it passes
+    /// the channel is closed and [`SshError::ExecTimeout`] returned.
+    pub async fn exec_streaming_with(
+        &self,
+        command: &str,
+        stdin: Option<&[u8]>,
+        deadline: ExecDeadline,
         mut on_output: impl FnMut(bool, &[u8]),
     ) -> Result<u32, SshError> {
+        let limit = self.resolve(deadline);
+        let until = limit.map(|d| Instant::now() + d);
+        let overran = || SshError::ExecTimeout {
+            addr: self.addr.clone(),
+            command: brief(command),
+            deadline: limit.unwrap_or_default(),
+        };
         let failed = |doing: &'static str| {
             move |e: russh::Error| SshError::Channel { addr: self.addr.clone(), doing, source: Box::new(e) }
         };
-        let mut ch = self.handle.channel_open_session().await.map_err(failed("opening a session channel"))?;
-        ch.exec(true, command).await.map_err(failed("starting the command"))?;
-        if let Some(data) = stdin {
-            ch.data(data).await.map_err(failed("sending the command's input"))?;
-        }
-        ch.eof().await.map_err(failed("closing the command's input"))?;
-        let mut status = None;
-        while let Some(msg) = ch.wait().await {
-            match msg {
-                ChannelMsg::Data { ref data } => on_output(false, data),
-                ChannelMsg::ExtendedData { ref data, .. } => on_output(true, data),
-                ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
-                ChannelMsg::ExitSignal { signal_name, .. } => {
-                    return Err(SshError::Protocol(format!("{command:?} killed by signal {signal_name:?}")));
+        let Some(opened) = by(until, self.handle.channel_open_session()).await else {
+            return Err(overran());
+        };
+        let mut ch = opened.map_err(failed("opening a session channel"))?;
+        let body = async {
+            ch.exec(true, command).await.map_err(failed("starting the command"))?;
+            if let Some(data) = stdin {
+                ch.data(data).await.map_err(failed("sending the command's input"))?;
+            }
+            ch.eof().await.map_err(failed("closing the command's input"))?;
+            let mut status = None;
+            while let Some(msg) = ch.wait().await {
+                match msg {
+                    ChannelMsg::Data { ref data } => on_output(false, data),
+                    ChannelMsg::ExtendedData { ref data, .. } => on_output(true, data),
+                    ChannelMsg::ExitStatus { exit_status } => status = Some(exit_status),
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        return Err(SshError::Protocol(format!("{command:?} killed by signal {signal_name:?}")));
+                    }
+                    _ => {}
                 }
-                _ => {}
+            }
+            status
+                .ok_or_else(|| SshError::Protocol(format!("{command:?}: the connection closed before the exit status")))
+        };
+        match by(until, body).await {
+            Some(r) => r,
+            None => {
+                // Tell sshd the channel is gone (so it stops sending); a peer too stalled to take
+                // even that is left to the session's end.
+                let _ = tokio::time::timeout(CLOSE_GRACE, ch.close()).await;
+                Err(overran())
             }
         }
-        status.ok_or_else(|| SshError::Protocol(format!("{command:?}: the connection closed before the exit status")))
     }
 
+    /// Runs `command` within the session's exec deadline and keeps the last
+    /// [`DEFAULT_MAX_OUTPUT`] bytes of each stream.
     pub async fn exec(&self, command: &str) -> Result<Output, SshError> {
-        let (mut out, mut err) = (Vec::new(), Vec::new());
-        let status =
-            self.exec_streaming(command, None, |is_err, b| {
-                if is_err { err.extend_from_slice(b) } else { out.extend_from_slice(b) }
-            })
+        self.exec_with(command, ExecOptions::default()).await
+    }
+
+    /// Runs `command` with this call's deadline and output cap.
+    pub async fn exec_with(&self, command: &str, opts: ExecOptions) -> Result<Output, SshError> {
+        let (mut out, mut err) = (TailBuffer::new(opts.max_output), TailBuffer::new(opts.max_output));
+        let status = self
+            .exec_streaming_with(
+                command,
+                None,
+                opts.deadline,
+                |is_err, b| {
+                    if is_err { err.push(b) } else { out.push(b) }
+                },
+            )
             .await?;
-        Ok(Output { status, stdout: out, stderr: err })
+        let ((stdout, stdout_dropped), (stderr, stderr_dropped)) = (out.into_parts(), err.into_parts());
+        Ok(Output { status, stdout, stderr, stdout_dropped, stderr_dropped })
     }
 
     /// Writes `bytes` to `remote_path` with `mode` (via `cat`, so no SFTP subsystem is needed);
@@ -209,15 +431,16 @@ impl SshSession {
         )
         .map_err(|source| SshError::UploadScript { path: remote_path.to_string(), source })?;
         let cmd = crate::guest::command::GuestCommand::script(script.trim()).sudo(sudo).render();
-        let mut err = Vec::new();
+        let mut err = TailBuffer::new(UPLOAD_STDERR_CAP);
         let status = self
             .exec_streaming(&cmd, Some(bytes), |is_err, b| {
                 if is_err {
-                    err.extend_from_slice(b)
+                    err.push(b)
                 }
             })
             .await?;
         if status != 0 {
+            let (err, _) = err.into_parts();
             return Err(SshError::Protocol(format!(
                 "upload to {remote_path} failed ({status}): {}",
                 String::from_utf8_lossy(&err).trim()
@@ -228,6 +451,14 @@ impl SshSession {
 
     pub async fn close(self) {
         let _ = self.handle.disconnect(russh::Disconnect::ByApplication, "", "en").await;
+    }
+}
+
+/// `fut`'s output, or None when `until` passed first (no deadline: it is awaited to the end).
+async fn by<T>(until: Option<Instant>, fut: impl Future<Output = T>) -> Option<T> {
+    match until {
+        Some(t) => tokio::time::timeout_at(t, fut).await.ok(),
+        None => Some(fut.await),
     }
 }
 
@@ -254,6 +485,40 @@ mod tests {
             private_key,
             pinned_host_key: "ssh-ed25519 AAAA".into(),
         }
+    }
+
+    #[test]
+    fn the_tail_buffer_keeps_the_last_bytes_and_counts_the_rest() {
+        let mut t = TailBuffer::new(5);
+        t.push(b"abc");
+        t.push(b"de");
+        assert_eq!(t.dropped(), 0);
+        t.push(b"fg");
+        t.push(b"");
+        assert_eq!(t.into_parts(), (b"cdefg".to_vec(), 2));
+        let mut t = TailBuffer::new(3);
+        t.push(b"a");
+        t.push(b"0123456789");
+        assert_eq!(t.into_parts(), (b"789".to_vec(), 8));
+        let mut t = TailBuffer::new(0);
+        t.push(b"xyz");
+        assert_eq!(t.into_parts(), (Vec::new(), 3));
+    }
+
+    #[test]
+    fn commands_are_named_briefly() {
+        assert_eq!(brief("true"), "true");
+        assert_eq!(brief("set -e\nrm -rf x"), "set -e…");
+        assert_eq!(brief(&"é".repeat(200)).chars().count(), 121);
+    }
+
+    #[test]
+    fn deadlines_within_an_overall_bound() {
+        let d = Deadlines::new(Duration::from_secs(15));
+        assert_eq!(d.exec, DEFAULT_EXEC_DEADLINE);
+        let left = Duration::from_secs(4);
+        assert_eq!(d.at_most(left), Deadlines { connect: left, auth: left, exec: left });
+        assert_eq!(d.at_most(Duration::from_secs(3600)).connect, Duration::from_secs(15));
     }
 
     #[tokio::test]

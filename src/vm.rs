@@ -481,6 +481,18 @@ pub async fn sshd_answers(port: u16) -> bool {
     matches!(tokio::time::timeout(Duration::from_secs(3), s.read_exact(&mut buf)).await, Ok(Ok(_)) if &buf == b"SSH-")
 }
 
+/// Does the TCP port answer with an SSH banner within `limit` (connect and banner together)?
+async fn banner_within(port: u16, limit: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let banner = async {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+        let mut buf = [0u8; 4];
+        s.read_exact(&mut buf).await?;
+        Ok::<_, std::io::Error>(buf)
+    };
+    matches!(tokio::time::timeout(limit, banner).await, Ok(Ok(buf)) if &buf == b"SSH-")
+}
+
 pub async fn start(
     ws: &Workspace,
     name: &str,
@@ -582,7 +594,6 @@ pub async fn wait_ready(
     phases: &mut Vec<(BootPhase, f64)>,
     on_phase: &mut impl FnMut(BootPhase, f64),
 ) -> Result<(), VmError> {
-    let ssh_port = state.ssh_port.unwrap_or(0);
     let mut reached = |phase: BootPhase, phases: &mut Vec<(BootPhase, f64)>| {
         let t = launched.elapsed().as_secs_f64();
         phases.push((phase, t));
@@ -610,31 +621,82 @@ pub async fn wait_ready(
                 serial_tail: serial_tail(vm, 20),
             });
         }
-        let serial =
-            std::fs::read(&vm.serial_log).map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-        let by_serial = serial_phase(&serial);
-        if by_serial >= BootPhase::Firmware {
-            reach_upto(by_serial, &mut next, phases);
-        }
-        // Some images print nothing on the serial port: after a few seconds, probe sshd anyway.
-        let probe_ssh = next > BootPhase::Kernel || Instant::now() > launched + Duration::from_secs(5);
-        if probe_ssh && sshd_answers(ssh_port).await {
-            reach_upto(BootPhase::Sshd, &mut next, phases);
-            if let Ok(session) = SshSession::connect(&target, Duration::from_secs(15)).await {
-                reach_upto(BootPhase::Login, &mut next, phases);
-                let done = session.exec(CLOUD_INIT_DONE).await.is_ok_and(|o| o.status == 0);
-                session.close().await;
-                if done {
-                    reach_upto(BootPhase::CloudInit, &mut next, phases);
-                    return Ok(());
-                }
+        // The serial log only speaks of the phases up to the kernel; past those it is not read.
+        if next <= BootPhase::Kernel {
+            let by_serial = serial_phase(&serial_head(&vm.serial_log));
+            if by_serial >= BootPhase::Firmware {
+                reach_upto(by_serial, &mut next, phases);
             }
         }
-        if Instant::now() > deadline {
+        let Some(left) = time_left(deadline, Instant::now()) else {
             return Err(stuck(next, launched, vm, opts.accel, "timed out"));
+        };
+        // Some images print nothing on the serial port: after a few seconds, probe sshd anyway.
+        let probe_ssh = next > BootPhase::Kernel || Instant::now() > launched + Duration::from_secs(5);
+        if probe_ssh && let Some(reached) = probe_ready(&target, left).await {
+            reach_upto(reached, &mut next, phases);
+            if reached == BootPhase::CloudInit {
+                return Ok(());
+            }
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(left) = time_left(deadline, Instant::now()) else {
+            return Err(stuck(next, launched, vm, opts.accel, "timed out"));
+        };
+        tokio::time::sleep(Duration::from_millis(500).min(left)).await;
     }
+}
+
+/// What of the serial log the boot wait reads: its first 4 MiB (the firmware's and the kernel's
+/// first lines are in there; a guest that floods the port cannot make the host read more).
+fn serial_head(path: &Path) -> String {
+    use std::io::Read;
+    let mut head = Vec::new();
+    if let Ok(f) = std::fs::File::open(path) {
+        let _ = f.take(4 << 20).read_to_end(&mut head);
+    }
+    String::from_utf8_lossy(&head).into_owned()
+}
+
+/// Pure: the time left before `deadline`, None once it has passed.
+pub fn time_left(deadline: Instant, now: Instant) -> Option<Duration> {
+    Some(deadline.saturating_duration_since(now)).filter(|d| !d.is_zero())
+}
+
+/// Each SSH operation of one readiness probe: a stalled guest answers the next probe, not this
+/// one. Within the boot wait every one is further bounded by the time left ([`probe_deadlines`]).
+const PROBE_DEADLINES: crate::ssh::Deadlines = crate::ssh::Deadlines {
+    connect: Duration::from_secs(15),
+    auth: Duration::from_secs(15),
+    exec: Duration::from_secs(30),
+};
+
+/// Pure: the deadlines of a readiness probe with `left` of the boot wait remaining.
+pub fn probe_deadlines(left: Duration) -> crate::ssh::Deadlines {
+    PROBE_DEADLINES.at_most(left)
+}
+
+/// One readiness probe of the boot wait, ended within `left` whatever the guest does: the last
+/// phase it saw reached (`sshd`: the banner; `login`: the key logged in; `cloud-init`: it has
+/// finished), None when nothing answered.
+pub async fn probe_ready(target: &SshTarget, left: Duration) -> Option<BootPhase> {
+    let until = tokio::time::Instant::now() + left;
+    let within = |limit: Duration| limit.min(until.saturating_duration_since(tokio::time::Instant::now()));
+    let deadlines = probe_deadlines(left);
+    if !banner_within(target.port, deadlines.connect).await {
+        return None;
+    }
+    let deadlines = probe_deadlines(within(left));
+    // connect and auth have a deadline each; the outer bound keeps their sum within `left` too.
+    let Ok(Ok(session)) = tokio::time::timeout_at(until, SshSession::connect_with(target, deadlines)).await else {
+        return Some(BootPhase::Sshd);
+    };
+    let opts = crate::ssh::ExecOptions::default().within(within(deadlines.exec)).max_output(4096);
+    // The outer bound also cuts short the channel close that follows an overrun exec.
+    let done = tokio::time::timeout_at(until, session.exec_with(CLOUD_INIT_DONE, opts))
+        .await
+        .is_ok_and(|r| r.is_ok_and(|o| o.status == 0));
+    let _ = tokio::time::timeout(within(Duration::from_secs(1)), session.close()).await;
+    Some(if done { BootPhase::CloudInit } else { BootPhase::Login })
 }
 
 /// Exit status 0 once cloud-init has finished in the guest.
@@ -765,6 +827,23 @@ pub async fn destroy(vm: &VmPaths) -> Result<(), VmError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn every_probe_of_the_boot_wait_fits_in_the_time_left() {
+        let now = Instant::now();
+        assert_eq!(time_left(now + Duration::from_secs(10), now), Some(Duration::from_secs(10)));
+        assert_eq!(time_left(now, now), None);
+        assert_eq!(time_left(now, now + Duration::from_secs(1)), None);
+        let left = Duration::from_millis(2500);
+        let d = probe_deadlines(left);
+        assert_eq!((d.connect, d.auth, d.exec), (left, left, left));
+        // With plenty left, each operation keeps its own short deadline.
+        let d = probe_deadlines(Duration::from_secs(600));
+        assert_eq!(
+            (d.connect, d.auth, d.exec),
+            (Duration::from_secs(15), Duration::from_secs(15), Duration::from_secs(30))
+        );
+    }
 
     #[test]
     fn the_default_boot_wait_scales_with_accelerator_and_arch() {

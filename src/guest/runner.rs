@@ -4,18 +4,40 @@
 //! its command, exit status, output tail and, where the output says why, a hint; a dropped
 //! connection names the step it interrupted. Re-running continues: finished steps are skipped by
 //! their checks.
+//!
+//! The guest's output is untrusted: the script has one deadline ([`RunLimits::script_deadline`]),
+//! the output is split into lines in linear time, and a line longer than
+//! [`RunLimits::max_line`] keeps its head (where markers are) and says how much was dropped.
 
 use super::command::GuestCommand;
 use super::steps::{Marker, Outcome, Plan, PlanError, parse_marker};
-use crate::ssh::{SshError, SshSession};
+use crate::ssh::{ExecDeadline, SshError, SshSession};
 use serde::Serialize;
 use std::collections::VecDeque;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Where plans keep their scripts and uploaded files in the guest (root-only).
 pub const GUEST_DIR: &str = "/var/lib/sysmonvm";
 pub const STAGE_DIR: &str = "/var/lib/sysmonvm/stage";
 const TAIL_LINES: usize = 20;
+/// How long a plan's script may run: package installs under TCG (aarch64 above all) take tens of
+/// minutes on a loaded host, so this only ends a guest that has stalled.
+pub const DEFAULT_SCRIPT_DEADLINE: Duration = Duration::from_secs(2 * 60 * 60);
+/// The longest output line kept whole; the rest of a longer line is dropped and counted.
+pub const DEFAULT_MAX_LINE: usize = 64 << 10;
+
+/// How long the plan's script may run and how long a line of its output may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunLimits {
+    pub script_deadline: Duration,
+    pub max_line: usize,
+}
+
+impl Default for RunLimits {
+    fn default() -> Self {
+        RunLimits { script_deadline: DEFAULT_SCRIPT_DEADLINE, max_line: DEFAULT_MAX_LINE }
+    }
+}
 
 /// A file to put in the guest before the plan runs.
 #[derive(Debug, Clone)]
@@ -71,6 +93,17 @@ pub enum RunError {
         step.as_ref().map(|s| format!(" during step `{s}`")).unwrap_or_default()
     )]
     Interrupted { title: String, step: Option<String>, message: String },
+    #[error(
+        "{title}: the guest script did not finish within {deadline:?}{}; its SSH channel was closed and the guest may still be running it. Find out why it stalls (`sysmonvm vm ssh NAME -- ps -ef`), then run again: finished steps are skipped.",
+        step.as_ref().map(|s| format!(" (it was in step `{s}`)")).unwrap_or_default()
+    )]
+    TimedOut {
+        title: String,
+        step: Option<String>,
+        deadline: Duration,
+        #[source]
+        source: SshError,
+    },
     #[error("{title}: cannot upload {path}")]
     Upload { title: String, path: String, source: SshError },
     #[error(transparent)]
@@ -127,12 +160,86 @@ impl Tail {
     }
 }
 
-/// Runs `plan` in the guest after placing `uploads`. `as_root`: the SSH user is root (no sudo).
+/// Splits a byte stream into lines in time linear in its length: each byte is looked at once,
+/// and what is held is one line of at most `max` bytes (a longer line keeps its head; the rest is
+/// dropped, counted and marked at the end of the line).
+struct LineSplitter {
+    partial: Vec<u8>,
+    max: usize,
+    dropped: u64,
+}
+
+impl LineSplitter {
+    fn new(max: usize) -> LineSplitter {
+        LineSplitter { partial: Vec::new(), max, dropped: 0 }
+    }
+
+    fn feed(&mut self, mut bytes: &[u8], emit: &mut impl FnMut(&str)) {
+        while let Some(i) = bytes.iter().position(|&b| b == b'\n') {
+            self.take(&bytes[..i]);
+            self.flush(emit);
+            bytes = &bytes[i + 1..];
+        }
+        self.take(bytes);
+    }
+
+    fn take(&mut self, part: &[u8]) {
+        let room = self.max.saturating_sub(self.partial.len()).min(part.len());
+        self.partial.extend_from_slice(&part[..room]);
+        self.dropped += (part.len() - room) as u64;
+    }
+
+    fn flush(&mut self, emit: &mut impl FnMut(&str)) {
+        let text = String::from_utf8_lossy(&self.partial);
+        let line = if self.dropped > 0 {
+            format!(
+                "{} [… {} more bytes of this line dropped: lines are cut at {} bytes]",
+                text.trim_end(),
+                self.dropped,
+                self.max
+            )
+        } else {
+            text.trim_end().to_string()
+        };
+        emit(&line);
+        self.partial.clear();
+        self.dropped = 0;
+    }
+
+    /// The last line, when the output did not end with a newline.
+    fn finish(&mut self, emit: &mut impl FnMut(&str)) {
+        if !self.partial.is_empty() || self.dropped > 0 {
+            self.flush(emit);
+        }
+    }
+
+    /// Bytes held for the current line.
+    #[cfg(test)]
+    fn held(&self) -> usize {
+        self.partial.len()
+    }
+}
+
+/// Runs `plan` in the guest after placing `uploads`, with the default [`RunLimits`].
+/// `as_root`: the SSH user is root (no sudo).
 pub async fn run(
     session: &SshSession,
     plan: &Plan,
     uploads: &[Upload],
     as_root: bool,
+    on_event: impl FnMut(Event<'_>),
+) -> Result<RunReport, RunError> {
+    run_with(session, plan, uploads, as_root, RunLimits::default(), on_event).await
+}
+
+/// [`run`] with these limits on the script's time and its output lines. The preparation and the
+/// uploads run within the session's own exec deadline.
+pub async fn run_with(
+    session: &SshSession,
+    plan: &Plan,
+    uploads: &[Upload],
+    as_root: bool,
+    limits: RunLimits,
     mut on_event: impl FnMut(Event<'_>),
 ) -> Result<RunReport, RunError> {
     let title = plan.title.clone();
@@ -146,8 +253,12 @@ pub async fn run(
     };
     let out = session.exec(&prepare).await.map_err(|e| interrupted(None, e))?;
     if out.status != 0 {
-        let tail = String::from_utf8_lossy(&[out.stdout, out.stderr].concat()).trim().to_string();
-        return Err(RunError::Script { title, status: out.status, tail });
+        let mut tail = Tail(VecDeque::new());
+        let mut splitter = LineSplitter::new(limits.max_line);
+        let mut keep = |l: &str| tail.push(l);
+        splitter.feed(&[out.stdout, out.stderr].concat(), &mut keep);
+        splitter.finish(&mut keep);
+        return Err(RunError::Script { title, status: out.status, tail: tail.text().trim().to_string() });
     }
     let script_path = format!("{GUEST_DIR}/{}.sh", plan.title);
     let script = Upload { path: script_path.clone(), bytes: plan.script()?.into_bytes(), mode: 0o700 };
@@ -164,7 +275,7 @@ pub async fn run(
     let mut current: Option<(String, Instant, Vec<String>)> = None;
     let mut failed: Option<(String, i32)> = None;
     let mut tail = Tail(VecDeque::new());
-    let mut pending = String::new();
+    let mut lines = LineSplitter::new(limits.max_line);
     let mut changed = false;
     let mut handle_line = |line: &str,
                            steps: &mut Vec<StepReport>,
@@ -200,21 +311,20 @@ pub async fn run(
         }
     };
     let command = GuestCommand::new("sh").arg(&script_path).as_root(as_root).stdin_null().render();
-    let result = session
-        .exec_streaming(&command, None, |_, bytes| {
-            pending.push_str(&String::from_utf8_lossy(bytes));
-            while let Some(i) = pending.find('\n') {
-                let line: String = pending.drain(..=i).collect();
-                handle_line(line.trim_end(), &mut steps, &mut current, &mut failed);
-            }
-        })
-        .await;
-    if !pending.is_empty() {
-        let line = std::mem::take(&mut pending);
-        handle_line(line.trim_end(), &mut steps, &mut current, &mut failed);
-    }
+    let deadline = ExecDeadline::Within(limits.script_deadline);
+    let result = {
+        let mut emit = |line: &str| handle_line(line, &mut steps, &mut current, &mut failed);
+        let result =
+            session.exec_streaming_with(&command, None, deadline, |_, bytes| lines.feed(bytes, &mut emit)).await;
+        lines.finish(&mut emit);
+        result
+    };
     let status = match result {
         Ok(s) => s,
+        Err(source @ SshError::ExecTimeout { .. }) => {
+            let step = current.map(|c| c.0);
+            return Err(RunError::TimedOut { title, step, deadline: limits.script_deadline, source });
+        }
         Err(e) => return Err(interrupted(current.map(|c| c.0), e)),
     };
     let tail = tail.text();
@@ -231,6 +341,119 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
+    use super::LineSplitter;
+
+    fn split(max: usize, chunks: &[&[u8]]) -> Vec<String> {
+        let mut s = LineSplitter::new(max);
+        let mut out = Vec::new();
+        let mut emit = |l: &str| out.push(l.to_string());
+        for c in chunks {
+            s.feed(c, &mut emit);
+        }
+        s.finish(&mut emit);
+        out
+    }
+
+    #[test]
+    fn lines_split_across_chunks_and_long_lines_keep_their_head() {
+        assert_eq!(split(64, &[b"a\nb", b"c\n", b"\nlast"]), ["a", "bc", "", "last"]);
+        assert_eq!(split(64, &[b"crlf\r\n", b"trailing  \n"]), ["crlf", "trailing"]);
+        // A UTF-8 character split between two chunks stays whole.
+        let e = "é".as_bytes();
+        assert_eq!(split(64, &[&[b'x', e[0]], &[e[1], b'\n']]), ["xé"]);
+        let cut = split(4, &[b"::sysmonvm::begin", b" step\nok\n"]);
+        assert_eq!(cut, ["::sy [… 18 more bytes of this line dropped: lines are cut at 4 bytes]", "ok"]);
+        assert_eq!(split(4, &[b"abcdefgh"]), ["abcd [… 4 more bytes of this line dropped: lines are cut at 4 bytes]"]);
+    }
+
+    #[test]
+    fn an_endless_line_holds_at_most_the_cap() {
+        let mut s = LineSplitter::new(1000);
+        let mut n = 0;
+        let chunk = vec![b'x'; 32 << 10];
+        for _ in 0..1024 {
+            s.feed(&chunk, &mut |_| n += 1);
+            assert!(s.held() <= 1000);
+        }
+        assert_eq!(n, 0);
+        let mut last = String::new();
+        s.finish(&mut |l| last = l.to_string());
+        assert!(
+            last.ends_with(&format!(
+                "[… {} more bytes of this line dropped: lines are cut at 1000 bytes]",
+                (32u64 << 20) - 1000
+            )),
+            "{}",
+            &last[1000..]
+        );
+    }
+
+    /// xorshift64*: a fixed seed, so a failure reproduces.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            if n == 0 { 0 } else { (self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) % n as u64) as usize }
+        }
+    }
+
+    /// What the splitter must emit for one line of the input, written the obvious way.
+    fn expected(line: &[u8], max: usize) -> String {
+        let kept = String::from_utf8_lossy(&line[..line.len().min(max)]).trim_end().to_string();
+        if line.len() > max {
+            format!("{kept} [… {} more bytes of this line dropped: lines are cut at {max} bytes]", line.len() - max)
+        } else {
+            kept
+        }
+    }
+
+    /// Mutations of real runner output (markers, step output, CRs, invalid UTF-8, long runs
+    /// without a newline), fed in random chunks with random line caps, against the oracle above.
+    #[test]
+    fn fuzz_the_line_splitter_against_a_plain_split() {
+        let seed = 0x5eed_0000_0014_0001;
+        let iterations: usize = std::env::var("FUZZ_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(3000);
+        let mut rng = Rng(seed);
+        let base: &[u8] = b"@@sysmonvm begin copy\ncopied\r\n@@sysmonvm note n\n\xc3\xa9t\xe9\n@@sysmonvm changed copy\n@@sysmonvm end 1\n";
+        let junk: [&[u8]; 6] = [b"\n", b"\r", b"\xff\xc3", b"@@sysmonvm failed x 3", b"  ", &[b'z'; 300]];
+        for _ in 0..iterations {
+            let mut input = base.to_vec();
+            for _ in 0..=rng.below(6) {
+                let at = rng.below(input.len() + 1);
+                match rng.below(3) {
+                    0 => input.splice(at..at, junk[rng.below(junk.len())].iter().copied()).for_each(drop),
+                    1 => input.truncate(at),
+                    _ if !input.is_empty() => {
+                        let i = at.min(input.len() - 1);
+                        input[i] = rng.below(256) as u8
+                    }
+                    _ => {}
+                }
+            }
+            let max = [0, 1, 3, 16, 64, 4096][rng.below(6)];
+            let mut splitter = LineSplitter::new(max);
+            let mut got = Vec::new();
+            let mut rest = &input[..];
+            while !rest.is_empty() {
+                let n = (1 + rng.below(40)).min(rest.len());
+                splitter.feed(&rest[..n], &mut |l| got.push(l.to_string()));
+                assert!(splitter.held() <= max);
+                rest = &rest[n..];
+            }
+            splitter.finish(&mut |l| got.push(l.to_string()));
+            let mut want: Vec<String> = input.split(|&b| b == b'\n').map(|l| expected(l, max)).collect();
+            // The text after the last newline is a line only when there is some.
+            if input.last().is_none_or(|&b| b == b'\n') {
+                want.pop();
+            }
+            assert_eq!(got, want, "input {:?} max {max}", String::from_utf8_lossy(&input));
+        }
+        println!("line splitter: {iterations} mutated inputs, seed {seed:#x}");
+    }
+
     #[test]
     fn hints_name_the_usual_causes() {
         assert!(

@@ -8,7 +8,7 @@ use crate::guest::command::{self, GuestCommand};
 use crate::guest::runner::{self, RunReport};
 use crate::guest::steps::{Outcome, Plan};
 use crate::guest::{bootstrap as bootstrap_plan, collector};
-use crate::ssh::SshSession;
+use crate::ssh::{ExecDeadline, SshSession};
 use crate::vm::{self, VmState};
 use crate::workspace::Workspace;
 use serde::Serialize;
@@ -390,7 +390,9 @@ pub async fn collector_logs(ws: &Workspace, req: &LogsRequest, mut out: impl FnM
     let (state, session) = vm::connect(ws, &paths).await?;
     let cmd: GuestCommand = command::journal(collector::UNIT, req.lines, req.follow, state.profile.ssh.user == "root");
     let line = cmd.render();
-    let status = session.exec_streaming(&line, None, |is_err, b| out(is_err, b)).await;
+    // Following runs until the user stops it; a bounded view has the session's exec deadline.
+    let deadline = if req.follow { ExecDeadline::Never } else { ExecDeadline::SessionDefault };
+    let status = session.exec_streaming_with(&line, None, deadline, |is_err, b| out(is_err, b)).await;
     session.close().await;
     let status = status.map_err(|source| OpError::Ssh { vm: name, command: line, source })?;
     Ok(status as i32)

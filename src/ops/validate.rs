@@ -6,7 +6,7 @@
 use super::events::{Event, Silent, Sink};
 use super::provision::{InstallRequest, collector_install_locked};
 use super::{OpError, Result};
-use crate::ssh::SshSession;
+use crate::ssh::{ExecOptions, SshSession};
 use crate::validate::checks::{self, HostPoint, Inputs, PhaseKind, PhaseWindow};
 use crate::validate::receiver::unix_now as now;
 use crate::validate::{self, perfstat, receiver, refs, report};
@@ -16,6 +16,11 @@ use serde::Serialize;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use sysmon_collector::snapshot::Snapshot;
+
+/// What a phase's guest commands (load, reference loop, perf stat) may take beyond the phase.
+const PHASE_EXEC_GRACE: Duration = Duration::from_secs(5 * 60);
+/// What is kept of a phase command's output: far above what a long phase on many CPUs prints.
+const PHASE_OUTPUT_CAP: usize = 64 << 20;
 
 #[derive(Debug, Clone)]
 pub struct ValidateRequest {
@@ -291,9 +296,11 @@ async fn measure(
         });
         let start = now() + offset.0;
         let until = Instant::now() + d;
+        // The phase's commands run for the whole phase: their deadline and output cap follow it.
+        let phase_exec = ExecOptions::default().within(d + PHASE_EXEC_GRACE).max_output(PHASE_OUTPUT_CAP);
         let load = async {
             match validate::load_command(*kind, d, quota) {
-                Some(cmd) => session.exec(&cmd.render()).await.map(Some),
+                Some(cmd) => session.exec_with(&cmd.render(), phase_exec).await.map(Some),
                 None => {
                     tokio::time::sleep(d).await;
                     Ok(None)
@@ -304,8 +311,8 @@ async fn measure(
         let perf_cmd = validate::perf_command(d, iv)?.render();
         let (load, refs_out, perf_out, snaps, host_out) = tokio::join!(
             load,
-            session.exec(&refs_cmd),
-            session.exec(&perf_cmd),
+            session.exec_with(&refs_cmd, phase_exec),
+            session.exec_with(&perf_cmd, phase_exec),
             poll_snapshots(&url, iv, until),
             tokio::task::spawn_blocking(move || sample_host(d, iv))
         );

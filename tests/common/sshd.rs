@@ -67,3 +67,48 @@ impl Sshd {
         let _ = Command::new("pkill").args(["-KILL", "-P", &self.child.id().to_string()]).status();
     }
 }
+
+impl Sshd {
+    /// Restarts the listener on the same port with `lines` put before its config (sshd keeps the
+    /// first value of a keyword, so these win): a `ForceCommand` makes the "guest" run its own
+    /// command whatever the client asks, an `AuthorizedKeysCommand` runs during authentication.
+    /// Sessions open before the restart keep running.
+    pub fn reconfigure(&mut self, lines: &str) {
+        let config = self._dir.path().join("sshd_config");
+        let old = std::fs::read_to_string(&config).unwrap();
+        std::fs::write(&config, format!("{lines}\n{old}")).unwrap();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.child = Command::new("/usr/sbin/sshd").args(["-D", "-e", "-f"]).arg(&config).spawn().unwrap();
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("sshd did not listen on 127.0.0.1:{} again after the restart", self.port);
+    }
+
+    /// Empties authorized_keys: the user's key is then only found by an `AuthorizedKeysCommand`.
+    pub fn clear_authorized_keys(&self) {
+        std::fs::write(self._dir.path().join("authorized_keys"), "").unwrap();
+    }
+}
+
+/// A real sshd whose every session runs `command` (sshd's `ForceCommand`, through the user's
+/// shell) instead of what the client asked for: a guest that misbehaves on purpose.
+pub fn sshd_forcing(command: &str) -> Option<Sshd> {
+    let mut s = sshd()?;
+    s.reconfigure(&format!("ForceCommand {command}"));
+    Some(s)
+}
+
+/// A real sshd that takes the connection, does the key exchange and then never finishes
+/// public-key authentication: its `AuthorizedKeysCommand` sleeps far past any test's deadline
+/// (until sshd's own LoginGraceTime of 120 s ends the attempt).
+pub fn sshd_stalling_auth() -> Option<Sshd> {
+    let mut s = sshd()?;
+    s.clear_authorized_keys();
+    s.reconfigure("AuthorizedKeysCommand /bin/sleep 600\nAuthorizedKeysCommandUser nobody");
+    Some(s)
+}
