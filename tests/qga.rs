@@ -2,7 +2,11 @@
 //! sync marker, a stale reply before ours, an unsupported command; then a hostile guest: a sync
 //! answered with the wrong id every 2 s (the reproduction: `vm status` ran on and on
 //! against its 3 s timeout), a reply that never ends, a reply that comes too late for its call;
-//! and mutated agent transcripts (fixed seed, iteration count printed).
+//! and mutated agent transcripts (fixed seed, iteration count printed). The reproduction also
+//! runs through the real `sysmonvm vm status` binary on a VM whose QMP and agent sockets are
+//! scripted peers.
+
+mod common;
 
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
@@ -226,6 +230,99 @@ async fn a_closed_socket_and_garbage_are_errors() {
     });
     let outcome = QgaClient::connect(&path2, Duration::from_secs(5)).await;
     assert!(matches!(&outcome, Err(QgaError::Protocol(p)) if p == "connection closed"), "{:?}", outcome.err());
+}
+
+/// A QMP peer that answers as QEMU does, for as many connections as come.
+async fn qmp_peer(listener: UnixListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else { return };
+        tokio::spawn(async move {
+            let (r, mut w) = stream.into_split();
+            let mut lines = BufReader::new(r).lines();
+            let greeting = json!({"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, "capabilities": []}});
+            if w.write_all(format!("{greeting}\r\n").as_bytes()).await.is_err() {
+                return;
+            }
+            while let Ok(Some(line)) = lines.next_line().await {
+                let req: Value = serde_json::from_str(&line).unwrap();
+                let reply = match req["execute"].as_str() {
+                    Some("query-status") => json!({"return": {"status": "running", "running": true}, "id": req["id"]}),
+                    _ => json!({"return": {}, "id": req["id"]}),
+                };
+                if w.write_all(format!("{reply}\r\n").as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+}
+
+/// `vm status` on a VM whose guest agent answers the sync with the wrong id every 2 s: the
+/// command ends (it ran on for as long as the agent kept talking) with the agent's error in its
+/// report and the QMP state still shown.
+#[tokio::test]
+async fn vm_status_ends_when_the_agent_answers_the_sync_with_the_wrong_id_every_two_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let ws_dir = dir.path().join("ws");
+    let ws = sysmonvm::workspace::Workspace::at(&ws_dir);
+    let vm = ws.vm("lab").unwrap();
+    std::fs::create_dir_all(&vm.dir).unwrap();
+    let yaml = "name: fw\narch: x86_64\naccel: tcg\nmachine: q35\ncpu: max\nsmp: 1\nmemory_mib: 256\ndisk_gib: 1\nfirmware: auto\nimage:\n  path: /nonexistent.qcow2\n  sha256: 0000000000000000000000000000000000000000000000000000000000000000\nssh:\n  user: tester\nseed: virtio\nguest_family: apt\n";
+    let profile_file = dir.path().join("profile.yaml");
+    std::fs::write(&profile_file, yaml).unwrap();
+    let profile = sysmonvm::profile::load(profile_file.to_str().unwrap(), None).unwrap();
+    sysmonvm::vm::save_state(
+        &vm,
+        &sysmonvm::vm::VmState {
+            name: "lab".into(),
+            profile,
+            profile_source: profile_file.display().to_string(),
+            image_path: "/nonexistent.qcow2".into(),
+            image_sha256: "0".repeat(64),
+            instance_id: "lab-1".into(),
+            created_at: "2026-01-01T00:00:00Z".into(),
+            accel: None,
+            ssh_port: None,
+            forwards: Vec::new(),
+        },
+    )
+    .unwrap();
+    // The VM's process: it carries QEMU's `-name` as its own arguments, and lives for the test.
+    let mut fake_qemu = std::process::Command::new("sh")
+        .args(["-c", "sleep 300", "qemu-system-x86_64", "-name", "sysmonvm-lab"])
+        .spawn()
+        .unwrap();
+    std::fs::write(&vm.pidfile, fake_qemu.id().to_string()).unwrap();
+    tokio::spawn(qmp_peer(UnixListener::bind(&vm.qmp_socket).unwrap()));
+    let agent_socket = UnixListener::bind(&vm.qga_socket).unwrap();
+    tokio::spawn(async move {
+        loop {
+            let mut a = Agent::accept(&agent_socket).await;
+            tokio::spawn(async move {
+                let Some(sync) = a.next().await else { return };
+                let wrong = sync["arguments"]["id"].as_u64().unwrap_or(0) + 1;
+                while a.send(b"\xff").await && a.reply(json!({"return": wrong})).await {
+                    tokio::time::sleep(Duration::from_secs(2)).await;
+                }
+            });
+        }
+    });
+
+    let started = Instant::now();
+    let ws_arg = ws_dir.clone();
+    let run = tokio::task::spawn_blocking(move || common::sysmonvm_json(&ws_arg, &["vm", "status", "lab"]));
+    // QMP connect + query-status and the agent's connect + sync: four deadlines of 3 s at most.
+    let outcome = tokio::time::timeout(Duration::from_secs(4 * 3) + SLACK, run).await;
+    let _ = fake_qemu.kill();
+    let _ = fake_qemu.wait();
+    let (code, v, stderr) = outcome.expect("vm status never ended").unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v["qmp_status"], "running", "{v}");
+    assert_eq!(v["guest_agent"], Value::Null, "{v}");
+    let err = v["guest_agent_error"].as_str().unwrap_or_default();
+    assert!(err.contains("guest-sync-delimited: no answer within 3s"), "{v}");
+    assert!(started.elapsed() >= Duration::from_secs(3), "the agent's deadline was not waited for: {v}");
 }
 
 struct Rng(u64);
