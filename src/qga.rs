@@ -1,12 +1,21 @@
 //! A thin async client for the QEMU guest agent on the VM's virtio-serial socket. The channel has
 //! no framing of its own and may hold stale bytes from an earlier client, so every session starts
 //! with `guest-sync-delimited`: a 0xFF byte from the agent marks where fresh replies begin.
+//!
+//! The agent is the guest, and the guest is untrusted: every call (connect with its sync, each
+//! command, `facts`) has one deadline for the whole call, however many stale or foreign replies
+//! arrive meanwhile, and a reply is at most [`QGA_REPLY_CAP`] bytes. A call that fails midway
+//! leaves unread replies behind, so the next call resyncs first.
 
+use crate::qmp::{FrameTooLong, Frames};
 use serde_json::{Value, json};
 use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::UnixStream;
+
+/// The longest reply accepted from the agent (`guest-get-fsinfo` on a big guest is a few KiB).
+pub const QGA_REPLY_CAP: usize = 1 << 20;
 
 #[derive(Debug, thiserror::Error)]
 pub enum QgaError {
@@ -24,62 +33,102 @@ pub enum QgaError {
         #[source]
         source: serde_json::Error,
     },
-    #[error("guest agent: no answer within {0:?} (is qemu-guest-agent running in the guest?)")]
-    Timeout(Duration),
+    /// One deadline for the whole call; `skipped` counts the replies that were not the answer.
+    #[error(
+        "guest agent: {operation}: no answer within {within:?}{} (is qemu-guest-agent running in the guest?)",
+        if *skipped > 0 { format!(" ({skipped} replies that were not ours skipped)") } else { String::new() }
+    )]
+    Timeout { operation: String, within: Duration, skipped: u64 },
     /// What the agent sent or did (an unreadable reply, a closed connection): data, kept as text.
     #[error("guest agent: {0}")]
     Protocol(String),
+    #[error("guest agent: {0}")]
+    TooLong(FrameTooLong),
     #[error("guest agent command {command} failed: {desc}")]
     Command { command: String, desc: String },
 }
 
 pub struct QgaClient {
     stream: UnixStream,
-    buf: Vec<u8>,
+    frames: Frames,
     timeout: Duration,
+    /// Replies read and dropped in the current call (stale, or to a sync id not ours).
+    skipped: u64,
+    /// A call failed midway: replies may be left unread, so the next call resyncs first.
+    needs_sync: bool,
 }
 
 impl QgaClient {
+    /// Connects and syncs within `timeout`; every later call gets `timeout` as its own deadline.
     pub async fn connect(path: &Path, timeout: Duration) -> Result<QgaClient, QgaError> {
-        let stream = tokio::time::timeout(timeout, UnixStream::connect(path))
+        let connected = tokio::time::timeout(timeout, UnixStream::connect(path))
             .await
-            .map_err(|_| QgaError::Timeout(timeout))?
+            .map_err(|_| QgaError::Timeout { operation: "connecting".into(), within: timeout, skipped: 0 })?
             .map_err(|source| QgaError::Connect { path: path.display().to_string(), source })?;
-        let mut c = QgaClient { stream, buf: Vec::new(), timeout };
-        c.sync().await?;
+        let mut c =
+            QgaClient { stream: connected, frames: Frames::new(QGA_REPLY_CAP), timeout, skipped: 0, needs_sync: true };
+        let within = c.begin_call();
+        let outcome = tokio::time::timeout(within, c.sync()).await;
+        c.end_call("guest-sync-delimited", within, outcome)?;
         Ok(c)
     }
 
-    async fn read_more(&mut self) -> Result<(), QgaError> {
-        let mut chunk = [0u8; 4096];
-        let n = tokio::time::timeout(self.timeout, self.stream.read(&mut chunk))
-            .await
-            .map_err(|_| QgaError::Timeout(self.timeout))??;
-        if n == 0 {
-            return Err(QgaError::Protocol("connection closed".into()));
+    /// Starts a call: the client's timeout is its one deadline (`tokio::time::timeout` around
+    /// the whole call), and [`Self::end_call`] turns what it gave into the call's result.
+    fn begin_call(&mut self) -> Duration {
+        self.skipped = 0;
+        self.timeout
+    }
+
+    /// Names a call that ran out of time, and marks the stream for a resync when the call
+    /// failed midway (a failed command is a complete reply: no resync needed).
+    fn end_call<T>(
+        &mut self,
+        operation: &str,
+        within: Duration,
+        outcome: Result<Result<T, QgaError>, tokio::time::error::Elapsed>,
+    ) -> Result<T, QgaError> {
+        let result = outcome.unwrap_or_else(|_| {
+            Err(QgaError::Timeout { operation: operation.to_string(), within, skipped: self.skipped })
+        });
+        if let Err(e) = &result
+            && !matches!(e, QgaError::Command { .. })
+        {
+            self.needs_sync = true;
         }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
+        result
+    }
+
+    async fn read_more(&mut self) -> Result<(), QgaError> {
+        if self.frames.fill(&mut self.stream).await? {
+            Ok(())
+        } else {
+            Err(QgaError::Protocol("connection closed".into()))
+        }
     }
 
     /// The next complete JSON object in the stream (replies end with a newline).
     async fn read_json(&mut self) -> Result<Value, QgaError> {
         loop {
-            if let Some(pos) = self.buf.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buf.drain(..=pos).collect();
-                let text = String::from_utf8_lossy(&line);
-                let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{FFFD}');
-                if text.is_empty() {
-                    continue;
+            match self.frames.next_frame() {
+                Ok(Some(line)) => {
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{FFFD}');
+                    if text.is_empty() {
+                        continue;
+                    }
+                    return serde_json::from_str(text).map_err(|_| {
+                        QgaError::Protocol(format!("unreadable reply {:?}", text.chars().take(120).collect::<String>()))
+                    });
                 }
-                return serde_json::from_str(text).map_err(|_| {
-                    QgaError::Protocol(format!("unreadable reply {:?}", text.chars().take(120).collect::<String>()))
-                });
+                Ok(None) => self.read_more().await?,
+                Err(too_long) => return Err(QgaError::TooLong(too_long)),
             }
-            self.read_more().await?;
         }
     }
 
+    /// `guest-sync-delimited` with a fresh id: drops everything before the agent's 0xFF marker,
+    /// then every reply until the one that carries our id. No deadline of its own.
     async fn sync(&mut self) -> Result<(), QgaError> {
         let id: u64 = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -92,24 +141,23 @@ impl QgaClient {
         );
         msg.push(b'\n');
         self.stream.write_all(&msg).await?;
-        // Drop everything up to the agent's 0xFF marker, then read replies until ours.
-        loop {
-            if let Some(pos) = self.buf.iter().position(|b| *b == 0xFF) {
-                self.buf.drain(..=pos);
-                break;
-            }
-            self.buf.clear();
+        while !self.frames.skip_through(0xFF) {
             self.read_more().await?;
         }
         loop {
             let v = self.read_json().await?;
             if v.get("return").and_then(Value::as_u64) == Some(id) {
+                self.needs_sync = false;
                 return Ok(());
             }
+            self.skipped += 1;
         }
     }
 
-    pub async fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, QgaError> {
+    async fn execute_unbounded(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, QgaError> {
+        if self.needs_sync {
+            self.sync().await?;
+        }
         let mut msg = json!({ "execute": command });
         if let Some(a) = arguments {
             msg["arguments"] = a;
@@ -126,16 +174,35 @@ impl QgaClient {
         Err(QgaError::Command { command: command.to_string(), desc })
     }
 
+    /// Runs a command and returns its `return` value, within the client's timeout.
+    pub async fn execute(&mut self, command: &str, arguments: Option<Value>) -> Result<Value, QgaError> {
+        let within = self.begin_call();
+        let outcome = tokio::time::timeout(within, self.execute_unbounded(command, arguments)).await;
+        self.end_call(command, within, outcome)
+    }
+
     pub async fn ping(&mut self) -> Result<(), QgaError> {
         self.execute("guest-ping", None).await.map(|_| ())
     }
 
-    /// OS, vCPUs, filesystems and addresses: what `vm status` shows without SSH.
+    /// OS, vCPUs, filesystems and addresses: what `vm status` shows without SSH. One call: the
+    /// four commands share one deadline (the client's timeout). An agent that does not support
+    /// the filesystem or address query leaves that part null.
     pub async fn facts(&mut self) -> Result<Value, QgaError> {
-        let os = self.execute("guest-get-osinfo", None).await?;
-        let vcpus = self.execute("guest-get-vcpus", None).await?;
-        let fs = self.execute("guest-get-fsinfo", None).await.unwrap_or(Value::Null);
-        let net = self.execute("guest-network-get-interfaces", None).await.unwrap_or(Value::Null);
+        let within = self.begin_call();
+        let outcome = tokio::time::timeout(within, self.facts_unbounded()).await;
+        self.end_call("guest-get-osinfo and the other facts", within, outcome)
+    }
+
+    async fn facts_unbounded(&mut self) -> Result<Value, QgaError> {
+        let optional = |r: Result<Value, QgaError>| match r {
+            Err(QgaError::Command { .. }) => Ok(Value::Null),
+            other => other,
+        };
+        let os = self.execute_unbounded("guest-get-osinfo", None).await?;
+        let vcpus = self.execute_unbounded("guest-get-vcpus", None).await?;
+        let fs = optional(self.execute_unbounded("guest-get-fsinfo", None).await)?;
+        let net = optional(self.execute_unbounded("guest-network-get-interfaces", None).await)?;
         Ok(json!({ "os": os, "vcpus": vcpus, "filesystems": fs, "interfaces": net }))
     }
 }
