@@ -372,6 +372,8 @@ const HANG_LIMIT: Duration = Duration::from_secs(240);
 fn sampler_survives_garbled_frequency_thermal_and_cgroup_trees() {
     let rounds: usize = std::env::var("FUZZ_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(120);
     let seed = 0x7ee5_0000_0000_0001u64;
+    // Printed first, so a failure's captured output names what reproduces it.
+    eprintln!("fuzz trees: seed {seed:#018x}, {rounds} rounds");
     let progress = Arc::new(AtomicUsize::new(0));
     let last = Arc::new(Mutex::new(String::new()));
     let (done_tx, done_rx) = std::sync::mpsc::channel();
