@@ -95,16 +95,14 @@ fn render(e: &std::io::Error) -> String {
 
 impl KernelFiles {
     fn read_from(file: &File, buf: &mut Vec<u8>) -> std::io::Result<String> {
-        // A large read must not keep its buffer for the collector's lifetime.
-        if buf.capacity() > 4 * BUFFER {
-            *buf = Vec::new();
-        }
         buf.resize(BUFFER, 0);
         let mut len = 0;
         loop {
             if len == buf.len() {
                 // One byte past the cap tells a file of exactly MAX_FILE_BYTES from a longer one.
                 if len > MAX_FILE_BYTES {
+                    // A refused file's 16 MiB are not kept for the collector's lifetime.
+                    *buf = Vec::new();
                     return Err(too_large());
                 }
                 buf.resize((buf.len() * 2).min(MAX_FILE_BYTES + 1), 0);
