@@ -9,16 +9,39 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
+/// No file the collector reads comes near this (/proc/stat of 1024 CPUs is ~150 KiB, /proc/mounts
+/// of a busy Kubernetes node a few MiB). A longer one is not what its path says (an endless device
+/// such as /dev/zero in its place, a file growing as fast as it is read) and is refused with an
+/// error instead of being read until memory runs out.
+pub const MAX_FILE_BYTES: usize = 16 << 20;
+
+fn too_large() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("longer than {} MiB, which no kernel file is", MAX_FILE_BYTES >> 20),
+    )
+}
+
+/// Opens a file for reading without waiting: a FIFO in place of a kernel file would otherwise
+/// block the open until some writer appears (forever). procfs, sysfs, cgroupfs and regular files
+/// ignore `O_NONBLOCK`.
+fn open(path: &Path) -> std::io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)
+}
+
 /// Reads a kernel file. procfs and sysfs report a size of 0 or 4096 whatever the content, so
-/// asking for the size first (as `std::fs::read` does) is a wasted syscall: read until EOF.
+/// asking for the size first (as `std::fs::read` does) is a wasted syscall: read until EOF (at
+/// most [`MAX_FILE_BYTES`]).
 pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
+    let mut f = open(path)?;
     let mut out = Vec::with_capacity(4096);
     let mut chunk = [0u8; 8192];
     loop {
         match f.read(&mut chunk) {
             Ok(0) => return Ok(out),
+            Ok(_) if out.len() >= MAX_FILE_BYTES => return Err(too_large()),
             Ok(n) => out.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -76,7 +99,13 @@ impl KernelFiles {
         let mut len = 0;
         loop {
             if len == buf.len() {
-                buf.resize(buf.len() * 2, 0);
+                // One byte past the cap tells a file of exactly MAX_FILE_BYTES from a longer one.
+                if len > MAX_FILE_BYTES {
+                    // A refused file's 16 MiB are not kept for the collector's lifetime.
+                    *buf = Vec::new();
+                    return Err(too_large());
+                }
+                buf.resize((buf.len() * 2).min(MAX_FILE_BYTES + 1), 0);
             }
             match file.read_at(&mut buf[len..], len as u64) {
                 Ok(0) => break,
@@ -105,7 +134,7 @@ impl KernelFiles {
                 }
             }
         }
-        let f = File::open(path)?;
+        let f = open(path)?;
         let text = Self::read_from(&f, &mut self.buf)?;
         if self.open.len() < MAX_OPEN {
             self.open.insert(path.to_path_buf(), f);
@@ -160,6 +189,34 @@ mod tests {
         // An unlinked regular file stays readable through the fd; kernel files fail instead. Either way no panic.
         let _ = k.read(&p);
         assert!(k.read(&dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn an_endless_device_is_refused_and_a_fifo_does_not_block() {
+        let mut k = KernelFiles::default();
+        let e = k.read(Path::new("/dev/zero")).unwrap_err();
+        assert!(e.to_string().contains("longer than 16 MiB"), "{e}");
+        assert!(read_text(Path::new("/dev/urandom")).unwrap_err().contains("longer than 16 MiB"));
+        // The refused read's buffer is not kept.
+        assert_eq!(k.read(Path::new("/proc/self/statm")).map(|s| s.is_empty()).ok(), Some(false));
+        assert!(k.buf.capacity() <= 4 * BUFFER, "{}", k.buf.capacity());
+
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        // No writer: an empty read, or an error for pread on a pipe; either way it returns.
+        assert_eq!(read_text(&fifo).unwrap(), "");
+        assert!(k.read(&fifo).is_err());
+
+        // A file of exactly the cap is still read whole, by both readers.
+        let exact = dir.path().join("exact");
+        std::fs::write(&exact, vec![b'7'; MAX_FILE_BYTES]).unwrap();
+        assert_eq!(k.read(&exact).unwrap().len(), MAX_FILE_BYTES);
+        assert_eq!(read_bytes(&exact).unwrap().len(), MAX_FILE_BYTES);
+        std::fs::write(&exact, vec![b'7'; MAX_FILE_BYTES + 1]).unwrap();
+        assert!(k.read(&exact).is_err() && read_bytes(&exact).is_err());
     }
 
     #[test]

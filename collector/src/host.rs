@@ -19,7 +19,8 @@ pub fn read(roots: &Roots, warnings: &mut Warnings) -> HostFacts {
     let hostname = one_line("sys/kernel/hostname");
     let kernel = one_line("sys/kernel/osrelease");
     const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
-    let os_release = OS_RELEASE.iter().find_map(|p| std::fs::read_to_string(roots.rootfs.join(p)).ok());
+    // Through the collector's reader, so an endless file in its place is refused, not read forever.
+    let os_release = OS_RELEASE.iter().find_map(|p| crate::files::read_text(&roots.rootfs.join(p)).ok());
     let os = match os_release {
         Some(t) => {
             let os = os_release_field(&t, "PRETTY_NAME").or_else(|| os_release_field(&t, "NAME"));

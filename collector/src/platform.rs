@@ -63,7 +63,9 @@ pub fn classify(dmi: &str, device_tree: &str, cpuinfo: &CpuInfo) -> Platform {
 
 pub fn detect(roots: &Roots, cpuinfo: &CpuInfo) -> Platform {
     let read = |p: &str| {
-        std::fs::read(roots.sys(p)).map(|b| String::from_utf8_lossy(&b).replace('\0', " ")).unwrap_or_default()
+        crate::files::read_bytes(&roots.sys(p))
+            .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+            .unwrap_or_default()
     };
     let dmi = format!("{} {}", read("class/dmi/id/sys_vendor"), read("class/dmi/id/product_name"));
     let dt = format!("{} {}", read("firmware/devicetree/base/compatible"), read("firmware/devicetree/base/model"));

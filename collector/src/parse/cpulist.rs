@@ -4,7 +4,9 @@
 const MAX_CPUS: u32 = 16_384;
 
 pub fn parse(text: &str) -> Option<Vec<u32>> {
-    let mut out = Vec::new();
+    // Ranges are merged before they are expanded: `0-16383,` repeated a million times is a
+    // million ranges, not sixteen billion CPU numbers.
+    let mut ranges = Vec::new();
     for part in text.split(|c: char| c == ',' || c.is_ascii_whitespace()).filter(|p| !p.is_empty()) {
         let (lo, hi) = match part.split_once('-') {
             Some((a, b)) => (a.parse::<u32>().ok()?, b.parse::<u32>().ok()?),
@@ -16,16 +18,20 @@ pub fn parse(text: &str) -> Option<Vec<u32>> {
         if lo > hi || hi >= MAX_CPUS {
             return None;
         }
-        out.extend(lo..=hi);
+        ranges.push((lo, hi));
     }
-    out.sort_unstable();
-    out.dedup();
+    ranges.sort_unstable();
+    let mut out: Vec<u32> = Vec::new();
+    for (lo, hi) in ranges {
+        let from = out.last().map_or(lo, |&last| lo.max(last + 1));
+        out.extend(from..=hi);
+    }
     Some(out)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::parse;
+    use super::{MAX_CPUS, parse};
 
     #[test]
     fn ranges_commas_and_spaces() {
@@ -35,5 +41,13 @@ mod tests {
         assert_eq!(parse("5-1"), None);
         assert_eq!(parse("0-4294967295"), None);
         assert_eq!(parse("x"), None);
+        assert_eq!(parse("4-6,0-1,5-9,2,3,9"), Some((0..=9).collect()));
+    }
+
+    #[test]
+    fn overlapping_ranges_are_merged_not_expanded_each() {
+        // 1 MiB of full ranges: expanded one by one this would be 2^31 CPU numbers (8 GiB).
+        let text = "0-16383,".repeat(128 << 10);
+        assert_eq!(parse(&text), Some((0..MAX_CPUS).collect()));
     }
 }
