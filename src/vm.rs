@@ -773,6 +773,9 @@ pub struct Status {
     pub dir: PathBuf,
 }
 
+/// How long `vm status` gives the guest agent per call.
+pub const GUEST_AGENT_DEADLINE: Duration = Duration::from_secs(5);
+
 pub async fn status(vm: &VmPaths) -> Result<Status, VmError> {
     let state = load_state(vm)?;
     let reconciled = reconcile(vm);
@@ -799,7 +802,10 @@ pub async fn status(vm: &VmPaths) -> Result<Status, VmError> {
     {
         s.qmp_status = Some(st.status);
     }
-    match QgaClient::connect(&vm.qga_socket, Duration::from_secs(3)).await {
+    // One deadline per agent call (connect + sync, then the four fact queries together): a
+    // hostile agent cannot hold `vm status` longer, and an emulated aarch64 guest under TCG
+    // still answers its four queries within it.
+    match QgaClient::connect(&vm.qga_socket, GUEST_AGENT_DEADLINE).await {
         Ok(mut g) => match g.facts().await {
             Ok(f) => s.guest_agent = Some(f),
             Err(e) => s.guest_agent_error = Some(crate::errors::chain(&e)),

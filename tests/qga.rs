@@ -287,9 +287,23 @@ async fn vm_status_ends_when_the_agent_answers_the_sync_with_the_wrong_id_every_
         },
     )
     .unwrap();
-    // The VM's process: it carries QEMU's `-name` as its own arguments, and lives for the test.
+    // The VM's process: it carries what identifies this VM's QEMU (`-name`, `-pidfile`, the QMP
+    // chardev) as its own arguments, and lives for the test.
+    let qmp_chardev =
+        format!("socket,id=qmp,path={},server=on,wait=off", vm.qmp_socket.display().to_string().replace(',', ",,"));
+    let pidfile = vm.pidfile.display().to_string();
     let mut fake_qemu = std::process::Command::new("sh")
-        .args(["-c", "sleep 300", "qemu-system-x86_64", "-name", "sysmonvm-lab"])
+        .args([
+            "-c",
+            "sleep 300",
+            "qemu-system-x86_64",
+            "-name",
+            "sysmonvm-lab",
+            "-chardev",
+            &qmp_chardev,
+            "-pidfile",
+            &pidfile,
+        ])
         .spawn()
         .unwrap();
     std::fs::write(&vm.pidfile, fake_qemu.id().to_string()).unwrap();
@@ -311,8 +325,9 @@ async fn vm_status_ends_when_the_agent_answers_the_sync_with_the_wrong_id_every_
     let started = Instant::now();
     let ws_arg = ws_dir.clone();
     let run = tokio::task::spawn_blocking(move || common::sysmonvm_json(&ws_arg, &["vm", "status", "lab"]));
-    // QMP connect + query-status and the agent's connect + sync: four deadlines of 3 s at most.
-    let outcome = tokio::time::timeout(Duration::from_secs(4 * 3) + SLACK, run).await;
+    // QMP connect + query-status (3 s each) and the agent's connect + sync (its deadline).
+    let agent = sysmonvm::vm::GUEST_AGENT_DEADLINE;
+    let outcome = tokio::time::timeout(Duration::from_secs(2 * 3) + 2 * agent + SLACK, run).await;
     let _ = fake_qemu.kill();
     let _ = fake_qemu.wait();
     let (code, v, stderr) = outcome.expect("vm status never ended").unwrap();
@@ -321,8 +336,8 @@ async fn vm_status_ends_when_the_agent_answers_the_sync_with_the_wrong_id_every_
     assert_eq!(v["qmp_status"], "running", "{v}");
     assert_eq!(v["guest_agent"], Value::Null, "{v}");
     let err = v["guest_agent_error"].as_str().unwrap_or_default();
-    assert!(err.contains("guest-sync-delimited: no answer within 3s"), "{v}");
-    assert!(started.elapsed() >= Duration::from_secs(3), "the agent's deadline was not waited for: {v}");
+    assert!(err.contains(&format!("guest-sync-delimited: no answer within {}s", agent.as_secs())), "{v}");
+    assert!(started.elapsed() >= agent, "the agent's deadline was not waited for: {v}");
 }
 
 struct Rng(u64);
