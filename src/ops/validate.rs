@@ -58,13 +58,30 @@ async fn guest_text(session: &SshSession, vm: &str, cmd: &crate::guest::command:
 }
 
 /// Snapshots from the collector through the host forward, once per interval, until `until`.
+/// A snapshot of a few hundred CPUs and containers is well under this.
+const SNAPSHOT_BYTES_MAX: usize = 16 << 20;
+
+/// The body, or None when it fails or grows past `max`.
+async fn capped_body(mut r: reqwest::Response, max: usize) -> Option<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        match r.chunk().await {
+            Ok(Some(chunk)) if body.len() + chunk.len() <= max => body.extend_from_slice(&chunk),
+            Ok(Some(_)) | Err(_) => return None,
+            Ok(None) => return Some(body),
+        }
+    }
+}
+
 async fn poll_snapshots(url: &str, interval: Duration, until: Instant) -> Vec<Snapshot> {
     let client = crate::image::download::client();
     let mut out = Vec::new();
     while Instant::now() < until {
         let tick = Instant::now();
+        // The timeout covers the whole request, body included; the body is capped (a guest's
+        // collector answering without end cannot grow the host's memory).
         if let Ok(r) = client.get(url).timeout(Duration::from_secs(5)).send().await
-            && let Ok(bytes) = r.bytes().await
+            && let Some(bytes) = capped_body(r, SNAPSHOT_BYTES_MAX).await
             && let Ok(s) = serde_json::from_slice::<Snapshot>(&bytes)
         {
             out.push(s);
