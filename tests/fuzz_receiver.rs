@@ -9,20 +9,9 @@ use std::time::Duration;
 use sysmon_collector::export::otlp::{self, ResourceIdentity};
 use sysmonvm::validate::receiver::{self, head_end, parse_head};
 
-/// xorshift64: a fixed-seed generator, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+#[path = "common/fuzz_rng.rs"]
+mod fuzz_rng;
+use fuzz_rng::Rng;
 
 fn iterations(default: usize) -> usize {
     std::env::var("FUZZ_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -2,20 +2,9 @@
 //! prints, what reaches the terminal holds no escape, no C1 and no C0 control but newline and tab,
 //! sanitising again changes nothing, and plain text passes unchanged.
 
-/// xorshift64*: a fixed, dependency-free stream of pseudo-random numbers.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
+#[path = "common/fuzz_rng.rs"]
+mod fuzz_rng;
+use fuzz_rng::Rng;
 
 /// Pieces real hostile output is made of: sequences that start, end or nest badly.
 const PIECES: &[&str] = &[

@@ -20,21 +20,9 @@ use sysmonvm::image::{checksum, signature};
 use sysmonvm::validate::checks::{self, Inputs, PhaseKind, PhaseWindow};
 use sysmonvm::validate::report;
 
-/// xorshift64*: a fixed-seed generator, so a failure reproduces from the printed seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
-    }
-}
+#[path = "common/fuzz_rng.rs"]
+mod fuzz_rng;
+use fuzz_rng::Rng;
 
 fn iterations(default: usize) -> usize {
     std::env::var("FUZZ_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)

@@ -340,18 +340,9 @@ async fn vm_status_ends_when_the_agent_answers_the_sync_with_the_wrong_id_every_
     assert!(started.elapsed() >= agent, "the agent's deadline was not waited for: {v}");
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+#[path = "common/fuzz_rng.rs"]
+mod fuzz_rng;
+use fuzz_rng::Rng;
 
 /// An agent's replies after the sync, mutated: `facts` gives a value or an error, never a panic
 /// or a hang past its deadline.

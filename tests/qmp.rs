@@ -231,18 +231,9 @@ async fn wait_event_has_one_deadline_however_many_other_events_arrive() {
     );
 }
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+#[path = "common/fuzz_rng.rs"]
+mod fuzz_rng;
+use fuzz_rng::Rng;
 
 /// What [`Frames`] must give for `stream` with `cap`: each newline-ended piece, or an error for a
 /// piece longer than the cap (a trailing unfinished piece is an error only once over the cap).

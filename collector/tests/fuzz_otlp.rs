@@ -7,19 +7,9 @@ mod common;
 
 use sysmon_collector::export::otlp::{self, ResourceIdentity};
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-}
+#[path = "../../tests/common/fuzz_rng.rs"]
+mod fuzz_rng;
+use fuzz_rng::Rng;
 
 fn body(snap: &sysmon_collector::Snapshot) -> Vec<u8> {
     let id = ResourceIdentity {

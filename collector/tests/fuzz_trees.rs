@@ -21,21 +21,9 @@ use sysmon_collector::{Sampler, SamplerOptions, Snapshot, Source};
 const DOCKER_ID: &str = "532ca1ad07c60006d469e6db4158b377dc2a6d0b5de2a57eef1bb493bbf1a65b";
 const V1_ID: &str = "b29faf21b7eff959f64b4192c34d5d67a707fe8561e9eaa608cb27693fba4242";
 
-/// xorshift64*: a fixed-seed generator, so a failure reproduces.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 { 0 } else { (self.next() % n as u64) as usize }
-    }
-}
+#[path = "../../tests/common/fuzz_rng.rs"]
+mod fuzz_rng;
+use fuzz_rng::Rng;
 
 /// An empty tree as `Tree::new` makes it, in /dev/shm when there is one: the fuzzer creates and
 /// deletes tens of thousands of files, which a tmpfs does in memory rather than on a busy disk.
