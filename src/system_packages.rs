@@ -111,11 +111,17 @@ pub const PACKAGES: &[SystemPackage] = &[
     pkg("openssh-client", &["ssh"], &[Vm, Test], "`vm ssh` and the ssh baseline of the benchmarks"),
     pkg("openssh-server", &["/usr/sbin/sshd"], &[Test], "a real sshd on 127.0.0.1 for the SSH client tests"),
     pkg("ca-certificates", &["/etc/ssl/certs/ca-certificates.crt"], &[Vm, Test], "https image downloads"),
+    pkg("openssl", &["openssl"], &[Test], "the CA and certificate of the https download tests"),
     pkg("curl", &["curl"], &[Test], "the fetch benchmark's peer and the e2e's scrapes"),
     pkg("gnupg", &["gpg"], &[GuestImage, Test], "keys and signatures for the image tests and the test guest"),
     pkg("xorriso", &["xorriso"], &[Test], "reads the seed ISO back"),
     pkg("genisoimage", &["isoinfo"], &[Test], "reads the seed ISO back (isoinfo)"),
-    pkg("util-linux", &["blkid"], &[Test], "reads the seed ISO's label (blkid)"),
+    pkg(
+        "util-linux",
+        &["blkid", "flock"],
+        &[Test],
+        "reads the seed ISO's label (blkid); holds a lock from another process (flock)",
+    ),
     pkg("cloud-init", &["cloud-init"], &[Test], "`cloud-init schema` checks the seed documents"),
     pkg(
         "prometheus",
