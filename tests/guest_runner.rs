@@ -9,7 +9,6 @@ use common::sshd::sshd;
 use std::time::Duration;
 use sysmonvm::guest::runner::{self, Event, RunError, Upload};
 use sysmonvm::guest::steps::{Outcome, Plan, Step};
-use sysmonvm::ssh::SshSession;
 
 fn step(name: &str, check: Option<String>, run: String) -> Step {
     Step { name: name.into(), check, skip_if: None, skip_note: None, run }
@@ -53,7 +52,7 @@ async fn plans_run_idempotently_and_failures_say_what_failed() {
     };
     let uploads =
         [Upload { path: "/var/lib/sysmonvm/stage/runner-test.txt".into(), bytes: b"v1".to_vec(), mode: 0o644 }];
-    let session = SshSession::connect(&s.target(), Duration::from_secs(10)).await.unwrap();
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(10)).await;
     let mut events = Vec::new();
     let r = runner::run(&session, &plan, &uploads, true, |e| match e {
         Event::Begin { index, total, name } => events.push(format!("begin {index}/{total} {name}")),
@@ -112,7 +111,7 @@ async fn a_dropped_connection_names_the_step_and_a_rerun_continues() {
             step("last", Some(format!("test -f {p}/last")), format!("touch {p}/last")),
         ],
     };
-    let session = SshSession::connect(&s.target(), Duration::from_secs(10)).await.unwrap();
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(10)).await;
     let slept = d.path().join("slept");
     let dropper = async {
         while !slept.exists() {
@@ -130,7 +129,7 @@ async fn a_dropped_connection_names_the_step_and_a_rerun_continues() {
     }
     assert!(!d.path().join("last").exists());
 
-    let session = SshSession::connect(&s.target(), Duration::from_secs(10)).await.unwrap();
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(10)).await;
     let r = runner::run(&session, &plan, &[], true, |_| {}).await.unwrap();
     let outcomes: Vec<_> = r.steps.iter().map(|s| (s.name.as_str(), s.outcome)).collect();
     assert_eq!(outcomes, [("first", Outcome::Unchanged), ("slow", Outcome::Changed), ("last", Outcome::Changed)]);

@@ -19,7 +19,7 @@ async fn exec_streams_status_and_upload() {
         private_key: s.user_key.clone(),
         pinned_host_key: s.host_pub.clone(),
     };
-    let session = SshSession::connect(&t, Duration::from_secs(10)).await.unwrap();
+    let session = common::sshd::connect(&t, Duration::from_secs(10)).await;
     let out = session.exec("echo out; echo err >&2; exit 3").await.unwrap();
     assert_eq!((out.status, out.stdout.as_slice(), out.stderr.as_slice()), (3, &b"out\n"[..], &b"err\n"[..]));
 

@@ -25,7 +25,7 @@ fn ended_within(started: Instant, deadline: Duration) {
 #[tokio::test]
 async fn a_command_that_never_ends_stops_at_its_deadline() {
     let Some(s) = sshd_forcing("exec sleep 60") else { return };
-    let session = SshSession::connect(&s.target(), Duration::from_secs(30)).await.unwrap();
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
 
     // The per-call deadline.
     let deadline = Duration::from_secs(2);
@@ -93,7 +93,7 @@ async fn a_gigabyte_of_output_is_capped_and_its_tail_kept() {
     )) else {
         return;
     };
-    let session = SshSession::connect(&s.target(), Duration::from_secs(30)).await.unwrap();
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
     let cap = 4 << 20;
     let out =
         session.exec_with("systemctl show sysmon-collector", ExecOptions::default().max_output(cap)).await.unwrap();
@@ -167,7 +167,7 @@ async fn a_100_mb_line_through_the_runner_is_cut_and_the_run_goes_on() {
             step("fails", "echo 'E: Unable to locate package nosuch'; exit 100"),
         ],
     };
-    let session = SshSession::connect(&s.target(), Duration::from_secs(30)).await.unwrap();
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
     let mut events = Vec::new();
     let mut longest = 0;
     let e = runner::run(&session, &plan, &[], true, |e| match e {
@@ -238,7 +238,7 @@ async fn the_runner_script_has_a_deadline() {
     }
     let Some(s) = sshd() else { return };
     let plan = Plan { title: "runner-stall".into(), steps: vec![step("stalls", "echo waiting; exec sleep 60")] };
-    let session = SshSession::connect(&s.target(), Duration::from_secs(30)).await.unwrap();
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
     let limits = runner::RunLimits { script_deadline: Duration::from_secs(3), ..Default::default() };
     let started = Instant::now();
     let e = runner::run_with(&session, &plan, &[], true, limits, |_| {}).await.unwrap_err();

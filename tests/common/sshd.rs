@@ -46,6 +46,24 @@ pub fn sshd() -> Option<Sshd> {
     Some(Sshd { child, port, host_pub: host.public_openssh, user_key: user.private_openssh, _dir: dir })
 }
 
+/// Connects to the test sshd, trying again when the TCP connection itself is reset or refused:
+/// under load a freshly started sshd (or its pre-auth child) sometimes drops the first attempt.
+/// Authentication and host-key errors are returned at once: those are what tests check.
+pub async fn connect(t: &SshTarget, timeout: Duration) -> sysmonvm::ssh::SshSession {
+    let mut last = None;
+    for _ in 0..5 {
+        match sysmonvm::ssh::SshSession::connect(t, timeout).await {
+            Ok(s) => return s,
+            Err(e @ sysmonvm::ssh::SshError::Connect { .. }) => {
+                last = Some(e);
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+            Err(e) => panic!("SSH to the test sshd: {e}"),
+        }
+    }
+    panic!("SSH to the test sshd: {}", last.map(|e| e.to_string()).unwrap_or_default())
+}
+
 pub fn user() -> String {
     std::env::var("USER").unwrap_or_else(|_| "root".into())
 }
