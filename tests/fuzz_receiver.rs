@@ -13,9 +13,7 @@ use sysmonvm::validate::receiver::{self, head_end, parse_head};
 mod fuzz_rng;
 use fuzz_rng::Rng;
 
-fn iterations(default: usize) -> usize {
-    std::env::var("FUZZ_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(default)
-}
+use fuzz_rng::iterations;
 
 /// Flips, inserts, deletes, duplicates and cuts bytes; the junk is what HTTP parsers trip on.
 fn mutate(rng: &mut Rng, base: &[u8]) -> Vec<u8> {

@@ -6,8 +6,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 use sysmonvm::image::FetchedImage;
 use sysmonvm::image::cache::{
     BackingImageError, CachedImage, ImageCache, ImageMeta, ImageUse, InUseError, KeepReason, PruneRequest, VmImage,
@@ -107,26 +107,7 @@ fn backing_chain_ok(disk: &Path) -> bool {
         .success()
 }
 
-/// Another process holding the lock at `path` until killed (`--no-fork`: killing it releases it).
-fn hold(path: &Path) -> Option<Child> {
-    if !common::have("flock") {
-        return None;
-    }
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let child =
-        Command::new("flock").args(["--exclusive", "--no-fork"]).arg(path).args(["sleep", "60"]).spawn().unwrap();
-    let end = Instant::now() + Duration::from_secs(10);
-    while sysmonvm::lock::holder_of(path).unwrap().is_none() {
-        assert!(Instant::now() < end, "flock did not take {}", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(child)
-}
-
-fn release(mut child: Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
+use common::{hold_lock_in_another_process as hold, release};
 
 #[test]
 fn prune_keeps_the_image_a_stopped_vm_uses_and_says_which_vm() {

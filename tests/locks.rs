@@ -6,34 +6,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command};
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 use sysmonvm::lock::{self, LockError};
 use sysmonvm::workspace::Workspace;
 
-/// Another process holding the lock at `path` until it is killed (`--no-fork`: flock execs the
-/// command, so killing it releases the lock rather than leaving a forked child holding it).
-fn hold_in_another_process(path: &Path) -> Option<Child> {
-    if !common::have("flock") {
-        return None;
-    }
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let child =
-        Command::new("flock").args(["--exclusive", "--no-fork"]).arg(path).args(["sleep", "60"]).spawn().unwrap();
-    let end = Instant::now() + Duration::from_secs(10);
-    while lock::holder_of(path).unwrap().is_none() {
-        assert!(Instant::now() < end, "flock did not take {} within 10 s", path.display());
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    Some(child)
-}
-
-fn release(mut child: Child) {
-    child.kill().unwrap();
-    child.wait().unwrap();
-}
+use common::{hold_lock_in_another_process as hold_in_another_process, release};
 
 #[test]
 fn a_waiter_on_a_vm_lock_is_not_broken_by_vm_destroy() {

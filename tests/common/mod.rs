@@ -43,3 +43,32 @@ pub fn sysmonvm_json(ws: &std::path::Path, args: &[&str]) -> (i32, serde_json::V
     let v = serde_json::from_slice(&o.stdout).unwrap_or(serde_json::Value::Null);
     (o.status.code().unwrap_or(-1), v, String::from_utf8_lossy(&o.stderr).into_owned())
 }
+
+/// Another process holding the flock(2) lock at `path` until [`release`]d (`flock --no-fork`
+/// execs its command, so killing it releases the lock rather than leaving a forked child
+/// holding it). None (SKIPPED, or a failure under CI) without `flock`.
+pub fn hold_lock_in_another_process(path: &std::path::Path) -> Option<std::process::Child> {
+    use std::time::{Duration, Instant};
+    if !have("flock") {
+        return None;
+    }
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let child = std::process::Command::new("flock")
+        .args(["--exclusive", "--no-fork"])
+        .arg(path)
+        .args(["sleep", "60"])
+        .spawn()
+        .unwrap();
+    let end = Instant::now() + Duration::from_secs(10);
+    while sysmonvm::lock::holder_of(path).unwrap().is_none() {
+        assert!(Instant::now() < end, "flock did not take {} within 10 s", path.display());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Some(child)
+}
+
+/// Ends a [`hold_lock_in_another_process`] holder, releasing its lock.
+pub fn release(mut child: std::process::Child) {
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
