@@ -187,8 +187,17 @@ fn a_boot_that_never_reaches_the_kernel_names_its_phase_with_the_serial_tail() {
     let Some(lab) = lab("x86_64") else { return };
     let ws = lab.dir.path().join("ws");
     assert_eq!(sysmonvm(&ws, &["vm", "create", "--profile", lab.profile.to_str().unwrap(), "--name", "fw"]).0, 0);
-    // A blank disk: the firmware runs, no kernel ever starts.
-    let (code, _, err) = sysmonvm(&ws, &["vm", "start", "fw", "--accel", "tcg", "--timeout", "12s"]);
+    // A blank disk: the firmware runs, no kernel ever starts. How long OVMF takes under TCG depends
+    // on how busy the host is, so the test does not guess a timeout: it waits until the firmware
+    // has given up (its UEFI shell is on the serial port), then asks the running VM to become
+    // ready within a short timeout, which must name the phase it never reached.
+    let (code, _, err) = sysmonvm(&ws, &["vm", "start", "fw", "--accel", "tcg", "--no-wait"]);
+    assert_eq!(code, 0, "{err}");
+    let serial = ws.join("vms/fw/serial.log");
+    wait_for("the UEFI shell on the serial log", Duration::from_secs(600), || {
+        std::fs::read(&serial).is_ok_and(|b| String::from_utf8_lossy(&b).contains("UEFI Interactive Shell"))
+    });
+    let (code, _, err) = sysmonvm(&ws, &["vm", "start", "fw", "--timeout", "3s"]);
     assert_ne!(code, 0);
     // The firmware ran (the UEFI shell is in the log); the phase it waits for is the kernel.
     assert!(err.contains("the boot is stuck at phase `kernel`"), "{err}");
