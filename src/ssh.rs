@@ -395,6 +395,86 @@ impl SshSession {
         }
     }
 
+    /// Runs `command` as a conversation: `input` is sent at once, and whatever `on_output` puts
+    /// in its outbox is sent next, while the output keeps being read (so neither side can block
+    /// the other). `on_output` returns `Break` to end the command: its channel is closed and
+    /// `Ok(None)` returned. One deadline covers the whole exec, as for
+    /// [`exec_streaming_with`](Self::exec_streaming_with). The input is never closed: the
+    /// command reads what it asks for, no more.
+    pub async fn exec_conversation(
+        &self,
+        command: &str,
+        input: Vec<u8>,
+        deadline: ExecDeadline,
+        mut on_output: impl FnMut(bool, &[u8], &mut Vec<Vec<u8>>) -> std::ops::ControlFlow<()>,
+    ) -> Result<Option<u32>, SshError> {
+        use tokio::io::AsyncWriteExt;
+        let limit = self.resolve(deadline);
+        let until = limit.map(|d| Instant::now() + d);
+        let overran = || SshError::ExecTimeout {
+            addr: self.addr.clone(),
+            command: brief(command),
+            deadline: limit.unwrap_or_default(),
+        };
+        let failed = |doing: &'static str| {
+            move |e: russh::Error| SshError::Channel { addr: self.addr.clone(), doing, source: Box::new(e) }
+        };
+        let Some(opened) = by(until, self.handle.channel_open_session()).await else {
+            return Err(overran());
+        };
+        let mut ch = opened.map_err(failed("opening a session channel"))?;
+        // The input goes through a task of its own: a large reply waits for the peer's window
+        // while this task goes on reading the output.
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let mut writer = ch.make_writer();
+        let feeder = tokio::spawn(async move {
+            while let Some(chunk) = rx.recv().await {
+                if writer.write_all(&chunk).await.is_err() || writer.flush().await.is_err() {
+                    break;
+                }
+            }
+        });
+        let body = async {
+            ch.exec(true, command).await.map_err(failed("starting the command"))?;
+            let _ = tx.send(input);
+            let mut outbox = Vec::new();
+            let mut status = None;
+            while let Some(msg) = ch.wait().await {
+                let flow = match msg {
+                    ChannelMsg::Data { ref data } => on_output(false, data, &mut outbox),
+                    ChannelMsg::ExtendedData { ref data, .. } => on_output(true, data, &mut outbox),
+                    ChannelMsg::ExitStatus { exit_status } => {
+                        status = Some(exit_status);
+                        std::ops::ControlFlow::Continue(())
+                    }
+                    ChannelMsg::ExitSignal { signal_name, .. } => {
+                        return Err(SshError::Protocol(format!("{command:?} killed by signal {signal_name:?}")));
+                    }
+                    _ => std::ops::ControlFlow::Continue(()),
+                };
+                for chunk in outbox.drain(..) {
+                    let _ = tx.send(chunk);
+                }
+                if flow.is_break() {
+                    let _ = tokio::time::timeout(CLOSE_GRACE, ch.close()).await;
+                    return Ok(None);
+                }
+            }
+            status
+                .map(Some)
+                .ok_or_else(|| SshError::Protocol(format!("{command:?}: the connection closed before the exit status")))
+        };
+        let result = by(until, body).await;
+        feeder.abort();
+        match result {
+            Some(r) => r,
+            None => {
+                let _ = tokio::time::timeout(CLOSE_GRACE, ch.close()).await;
+                Err(overran())
+            }
+        }
+    }
+
     /// Runs `command` within the session's exec deadline and keeps the last
     /// [`DEFAULT_MAX_OUTPUT`] bytes of each stream.
     pub async fn exec(&self, command: &str) -> Result<Output, SshError> {

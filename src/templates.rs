@@ -11,6 +11,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("meta-data.yaml.j2", include_str!("../templates/cloud-init/meta-data.yaml.j2")),
     ("network-config.yaml.j2", include_str!("../templates/cloud-init/network-config.yaml.j2")),
     ("runner.sh.j2", include_str!("../templates/guest/runner.sh.j2")),
+    ("runner-launch.sh.j2", include_str!("../templates/guest/runner-launch.sh.j2")),
     ("bootstrap-apt.steps.j2", include_str!("../templates/guest/bootstrap-apt.steps.j2")),
     ("bootstrap-dnf.steps.j2", include_str!("../templates/guest/bootstrap-dnf.steps.j2")),
     ("cpufreq.steps.j2", include_str!("../templates/guest/cpufreq.steps.j2")),
@@ -64,9 +65,9 @@ mod tests {
     fn every_template_parses_and_shq_quotes() {
         let out = super::render(
             "runner.sh.j2",
-            &serde_json::json!({"title": "t", "steps": [
-                {"name": "a", "check": "test -e '/x'", "skip_if": null, "skip_note": null, "run": "echo it's"}
-            ]}),
+            &serde_json::json!({"title": "t", "nonce": "0123456789abcdef", "files": [], "plans": [{"title": "t", "steps": [
+                {"name": "a", "check": "test -e '/x'", "skip_if": null, "skip_note": null, "run": "echo it's", "uses": []}
+            ]}]}),
         )
         .unwrap();
         assert!(out.contains(r"sysmonvm_step 'a' 'test -e '\''/x'\''' '' '' 'echo it'\''s'"), "{out}");

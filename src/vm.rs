@@ -453,12 +453,30 @@ pub fn ssh_target(ws: &Workspace, vm: &VmPaths, state: &VmState) -> Result<SshTa
 
 /// An SSH session to a running VM, with its pinned host key.
 pub async fn connect(ws: &Workspace, vm: &VmPaths) -> Result<(VmState, SshSession), VmError> {
+    connect_with(ws, vm, crate::ssh::Deadlines::new(Duration::from_secs(30))).await
+}
+
+/// The login `up` tries on a VM that already runs before it decides whether to wait for the
+/// boot: long enough for a loaded TCG guest that is up, short enough that one still booting
+/// goes on to the boot wait soon.
+pub const QUICK_LOGIN: crate::ssh::Deadlines = crate::ssh::Deadlines {
+    connect: Duration::from_secs(10),
+    auth: Duration::from_secs(20),
+    exec: crate::ssh::DEFAULT_EXEC_DEADLINE,
+};
+
+/// [`connect`] with these deadlines.
+pub async fn connect_with(
+    ws: &Workspace,
+    vm: &VmPaths,
+    deadlines: crate::ssh::Deadlines,
+) -> Result<(VmState, SshSession), VmError> {
     let state = load_state(vm)?;
     if running_pid(vm).is_none() {
         return Err(VmError::NotRunning(vm.name.clone()));
     }
     let target = ssh_target(ws, vm, &state)?;
-    let session = SshSession::connect(&target, Duration::from_secs(30))
+    let session = SshSession::connect_with(&target, deadlines)
         .await
         .map_err(|source| VmError::Ssh { vm: vm.name.clone(), source })?;
     Ok((state, session))

@@ -26,7 +26,11 @@ fn everything(text: &str) {
     let _ = sysmonvm::guest::collector::parse_guest_address(text);
     let _ = sysmonvm::guest::collector::parse_properties(text);
     for line in text.lines() {
-        let _ = sysmonvm::guest::steps::parse_marker(line);
+        let _ = sysmonvm::guest::steps::parse_marker(line, "00112233445566778899aabbccddeeff");
+        let _ = sysmonvm::guest::steps::parse_marker(
+            &format!("@@sysmonvm:00112233445566778899aabbccddeeff {line}"),
+            "00112233445566778899aabbccddeeff",
+        );
     }
     let _ = sysmonvm::host::powermetrics::parse_stream(text.as_bytes());
     if let Some((ps, c)) = sysmonvm::host::parse_vm_stat(text) {

@@ -11,7 +11,7 @@ use sysmonvm::guest::runner::{self, Event, RunError, Upload};
 use sysmonvm::guest::steps::{Outcome, Plan, Step};
 
 fn step(name: &str, check: Option<String>, run: String) -> Step {
-    Step { name: name.into(), check, skip_if: None, skip_note: None, run }
+    Step { name: name.into(), check, skip_if: None, skip_note: None, run, uses: vec![] }
 }
 
 /// The runner writes /var/lib/sysmonvm as the guest's root would, and the test's sshd logs in as
@@ -38,11 +38,14 @@ async fn plans_run_idempotently_and_failures_say_what_failed() {
     let plan = Plan {
         title: "runner-test".into(),
         steps: vec![
-            step(
-                "copy",
-                Some(format!("cmp -s /var/lib/sysmonvm/stage/runner-test.txt {p}/installed")),
-                format!("cp /var/lib/sysmonvm/stage/runner-test.txt {p}/installed && echo copied"),
-            ),
+            Step {
+                uses: vec![STAGED.into()],
+                ..step(
+                    "copy",
+                    Some(format!("sysmonvm_same {STAGED} {p}/installed")),
+                    format!("cp {STAGED} {p}/installed && echo copied"),
+                )
+            },
             Step {
                 skip_if: Some("true".into()),
                 skip_note: Some("not on this host".into()),
@@ -50,28 +53,62 @@ async fn plans_run_idempotently_and_failures_say_what_failed() {
             },
         ],
     };
-    let uploads =
-        [Upload { path: "/var/lib/sysmonvm/stage/runner-test.txt".into(), bytes: b"v1".to_vec(), mode: 0o644 }];
+    let _ = std::fs::remove_file(STAGED);
+    let uploads = [Upload { path: STAGED.into(), bytes: b"v1".to_vec(), mode: 0o644 }];
     let session = common::sshd::connect(&s.target(), Duration::from_secs(10)).await;
     let mut events = Vec::new();
     let r = runner::run(&session, &plan, &uploads, true, |e| match e {
         Event::Begin { index, total, name } => events.push(format!("begin {index}/{total} {name}")),
         Event::Output(l) => events.push(format!("out {l}")),
         Event::Done(r) => events.push(format!("done {} {:?}", r.name, r.outcome)),
+        Event::Sending { path, bytes } => events.push(format!("send {path} {bytes}")),
+        Event::Plan { title, steps } => events.push(format!("plan {title} {steps}")),
+        Event::PlanDone { title, changed_steps, .. } => events.push(format!("plan-done {title} {changed_steps}")),
     })
     .await
     .unwrap();
     assert!(r.changed);
     assert_eq!(
         events,
-        ["begin 0/2 copy", "out copied", "done copy Changed", "begin 1/2 skipped", "done skipped Skipped"]
+        [
+            "plan runner-test 2",
+            "begin 0/2 copy",
+            &format!("send {STAGED} 2"),
+            "out copied",
+            "done copy Changed",
+            "begin 1/2 skipped",
+            "done skipped Skipped",
+            "plan-done runner-test 1"
+        ]
     );
     assert_eq!(r.steps[1].notes, ["not on this host"]);
     assert_eq!(std::fs::read(d.path().join("installed")).unwrap(), b"v1");
 
-    let again = runner::run(&session, &plan, &uploads, true, |_| {}).await.unwrap();
+    // Nothing differs: nothing is sent, nothing changes.
+    let mut sent = 0;
+    let again = runner::run(&session, &plan, &uploads, true, |e| {
+        if let Event::Sending { .. } = e {
+            sent += 1
+        }
+    })
+    .await
+    .unwrap();
     assert!(!again.changed);
-    assert_eq!(again.steps[0].outcome, Outcome::Unchanged);
+    assert_eq!((again.steps[0].outcome, sent), (Outcome::Unchanged, 0));
+
+    // The installed file changed in the guest: it is sent again, once, and put back.
+    std::fs::write(d.path().join("installed"), b"edited").unwrap();
+    let v2 = [Upload { bytes: b"v2".to_vec(), ..uploads[0].clone() }];
+    let mut sent = Vec::new();
+    let repaired = runner::run(&session, &plan, &v2, true, |e| {
+        if let Event::Sending { bytes, .. } = e {
+            sent.push(bytes)
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!((repaired.steps[0].outcome, sent), (Outcome::Changed, vec![2]));
+    assert_eq!(std::fs::read(d.path().join("installed")).unwrap(), b"v2");
 
     let failing = Plan {
         title: "runner-fail".into(),
@@ -86,6 +123,118 @@ async fn plans_run_idempotently_and_failures_say_what_failed() {
             assert!(m.contains("hint: the guest cannot reach its package mirrors"), "{m}");
         }
         other => panic!("{other:?}"),
+    }
+    session.close().await;
+}
+
+const STAGED: &str = "/var/lib/sysmonvm/stage/runner-test.txt";
+
+/// Output that looks like markers (another run's nonce, the old form, a marker after text) is
+/// output; a marker after output without a final newline still counts; several plans run in one
+/// script and report apart.
+#[tokio::test]
+async fn lookalike_markers_are_output_and_a_marker_after_an_unfinished_line_counts() {
+    if !as_root() {
+        return;
+    }
+    let Some(s) = sshd() else { return };
+    let first = Plan {
+        title: "runner-spoof".into(),
+        steps: vec![
+            step(
+                "spoof",
+                None,
+                "echo '@@sysmonvm:00112233445566778899aabbccddeeff changed spoof'; echo '@@sysmonvm end 1'; \
+                 echo '@@sysmonvm failed spoof 3'; printf 'no final newline'"
+                    .into(),
+            ),
+            step("after", None, "printf 'also none'".into()),
+        ],
+    };
+    let second = Plan { title: "runner-second".into(), steps: vec![step("one", Some("true".into()), "false".into())] };
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(10)).await;
+    let mut out = Vec::new();
+    let reports = runner::run_plans(&session, &[&first, &second], &[], true, Default::default(), |e| {
+        if let Event::Output(l) = e {
+            out.push(l.to_string())
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        out,
+        [
+            "@@sysmonvm:00112233445566778899aabbccddeeff changed spoof",
+            "@@sysmonvm end 1",
+            "@@sysmonvm failed spoof 3",
+            "no final newline",
+            "also none"
+        ]
+    );
+    let outcomes: Vec<Vec<_>> =
+        reports.iter().map(|r| r.steps.iter().map(|s| (s.name.as_str(), s.outcome)).collect()).collect();
+    assert_eq!(
+        outcomes,
+        [vec![("spoof", Outcome::Changed), ("after", Outcome::Changed)], vec![("one", Outcome::Unchanged)]]
+    );
+    assert_eq!((reports[0].title.as_str(), reports[1].title.as_str()), ("runner-spoof", "runner-second"));
+    assert!(reports[0].changed && !reports[1].changed);
+    session.close().await;
+}
+
+/// A guest that breaks the protocol: asks for a file the run does not have, or for one twice.
+#[tokio::test]
+async fn a_guest_asking_for_the_wrong_files_ends_the_run() {
+    if !as_root() {
+        return;
+    }
+    let Some(s) = sshd() else { return };
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(10)).await;
+    // $M is the run's marker prefix: a step can print markers, as a hostile guest could.
+    let unknown = Plan {
+        title: "runner-unknown".into(),
+        steps: vec![step("asks", None, r#"printf '\n%s need 7\n' "$M"; sleep 30"#.into())],
+    };
+    match runner::run(&session, &unknown, &[], true, |_| {}).await {
+        Err(e @ RunError::Protocol { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("asked for file 7, which this run does not have") && m.contains("step `asks`"), "{m}")
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    let _ = std::fs::remove_file(STAGED);
+    let twice = Plan {
+        title: "runner-twice".into(),
+        steps: vec![Step {
+            uses: vec![STAGED.into()],
+            ..step("asks", None, r#"printf '\n%s need 0\n' "$M"; sleep 30"#.into())
+        }],
+    };
+    let uploads = [Upload { path: STAGED.into(), bytes: b"once".to_vec(), mode: 0o600 }];
+    match runner::run(&session, &twice, &uploads, true, |_| {}).await {
+        Err(e @ RunError::Protocol { .. }) => {
+            assert!(e.to_string().contains("asked for /var/lib/sysmonvm/stage/runner-test.txt a second time"), "{e}")
+        }
+        other => panic!("expected a protocol error, got {other:?}"),
+    }
+    session.close().await;
+}
+
+/// A guest whose command exits 0 having printed nothing has not run the plan.
+#[tokio::test]
+async fn a_run_that_exits_0_without_its_markers_fails() {
+    if !as_root() {
+        return;
+    }
+    let Some(s) = common::sshd::sshd_forcing("true") else { return };
+    let plan = Plan { title: "runner-silent".into(), steps: vec![step("one", None, "true".into())] };
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(10)).await;
+    match runner::run(&session, &plan, &[], true, |_| {}).await {
+        Err(e @ RunError::Incomplete { .. }) => {
+            let m = e.to_string();
+            assert!(m.contains("never printed its end marker and reported no result for runner-silent/one"), "{m}")
+        }
+        other => panic!("expected an incomplete run, got {other:?}"),
     }
     session.close().await;
 }

@@ -149,7 +149,7 @@ async fn the_boot_probe_ends_within_the_time_left_whatever_the_guest_does() {
 }
 
 fn step(name: &str, run: &str) -> Step {
-    Step { name: name.into(), check: None, skip_if: None, skip_note: None, run: run.into() }
+    Step { name: name.into(), check: None, skip_if: None, skip_note: None, run: run.into(), uses: vec![] }
 }
 
 #[tokio::test]
@@ -181,6 +181,7 @@ async fn a_100_mb_line_through_the_runner_is_cut_and_the_run_goes_on() {
             })
         }
         Event::Done(r) => events.push(format!("done {} {:?}", r.name, r.outcome)),
+        _ => {}
     })
     .await
     .unwrap_err();
@@ -210,23 +211,23 @@ async fn a_100_mb_line_through_the_runner_is_cut_and_the_run_goes_on() {
         other => panic!("expected the failing step, got {other:?}"),
     }
 
-    // A flood with no newline at all: the script's own marker lands on the cut line, so the
-    // runner reports the script's exit status with the cut line as the tail.
+    // A flood with no newline at all: the line is cut, and the script's own marker, which
+    // starts a line of its own, still says which step failed with which status.
     let plan = Plan {
         title: "runner-flood-nonl".into(),
         steps: vec![step("flood", &format!("head -c {FLOOD} /dev/zero | tr '\\0' y; exit 3"))],
     };
     match runner::run(&session, &plan, &[], true, |_| {}).await {
-        Err(e @ RunError::Script { status: 3, .. }) => {
+        Err(e @ RunError::StepFailed { status: 3, .. }) => {
             let m = e.to_string();
             assert!(
-                m.contains("exit status 3") && m.contains(" more bytes of this line dropped"),
+                m.contains("step `flood` failed with exit status 3") && m.contains(" more bytes of this line dropped"),
                 "{}",
                 &m[m.len() - 300..]
             );
             assert!(m.len() < 2 * runner::DEFAULT_MAX_LINE, "the message holds one cut line: {} bytes", m.len());
         }
-        other => panic!("expected the script's exit status, got {other:?}"),
+        other => panic!("expected the failing step, got {other:?}"),
     }
     session.close().await;
 }

@@ -135,6 +135,9 @@ impl Sink for Terminal {
                     ));
                 }
             }
+            Event::Sending { path, bytes } => {
+                self.with_bar(|b| b.set_message(format!("sending {} ({:.1} MB)", safe(&path), bytes as f64 / 1e6)))
+            }
             Event::DownloadStarted { url, total, already } => {
                 self.line(format!("{} {url}", if already > 0 { "resuming" } else { "downloading" }));
                 self.set_bar(|| {

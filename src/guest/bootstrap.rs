@@ -101,7 +101,7 @@ mod tests {
             let mut p = profile::load(name, None).unwrap();
             for family in [GuestFamily::Apt, GuestFamily::Dnf] {
                 p.guest_family = family;
-                let script = plan(&p, &[]).unwrap().script().unwrap();
+                let script = plan(&p, &[]).unwrap().script("0123456789abcdef").unwrap();
                 let out = std::process::Command::new("sh").args(["-n", "-c", &script]).output().unwrap();
                 assert!(out.status.success(), "{}\n{script}", String::from_utf8_lossy(&out.stderr));
             }

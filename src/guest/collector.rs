@@ -273,7 +273,7 @@ mod tests {
             "ExecStart=/usr/local/bin/sysmon-collector --config /etc/serviceradar/checkers/sysmon-vm.json serve\n"
         ));
         assert!(unit.contains("Restart=on-failure\n"));
-        assert!(plan.script().is_ok());
+        assert!(plan.script("0123456789abcdef").is_ok());
         let u = uninstall().unwrap();
         assert_eq!(u.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["stop", "files", "user"]);
     }

@@ -10,7 +10,7 @@
 //! [`RunLimits::max_line`] keeps its head (where markers are) and says how much was dropped.
 
 use super::command::GuestCommand;
-use super::steps::{Marker, Outcome, Plan, PlanError, parse_marker};
+use super::steps::{self, Marker, Outcome, Plan, PlanError, ScriptFile};
 use crate::ssh::{ExecDeadline, SshError, SshSession};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -65,8 +65,25 @@ pub struct RunReport {
     pub seconds: f64,
 }
 
-/// What the caller is told while the plan runs.
+/// What the caller is told while the plans run.
 pub enum Event<'a> {
+    /// A plan begins, with this many steps.
+    Plan {
+        title: &'a str,
+        steps: usize,
+    },
+    /// A plan's last step is done.
+    PlanDone {
+        title: &'a str,
+        changed_steps: usize,
+        total_steps: usize,
+        seconds: f64,
+    },
+    /// A file the guest asked for is being sent.
+    Sending {
+        path: &'a str,
+        bytes: usize,
+    },
     Begin {
         index: usize,
         total: usize,
@@ -104,8 +121,18 @@ pub enum RunError {
         #[source]
         source: SshError,
     },
-    #[error("{title}: cannot upload {path}")]
-    Upload { title: String, path: String, source: SshError },
+    #[error(
+        "{title}: the guest broke the runner's protocol{}: {message}",
+        step.as_ref().map(|s| format!(" in step `{s}`")).unwrap_or_default()
+    )]
+    Protocol { title: String, step: Option<String>, message: String },
+    #[error(
+        "{title}: the guest script exited 0 but {}{}; the guest did not run the whole plan. Run again: finished steps are skipped.{}",
+        if *ended { "" } else { "never printed its end marker" },
+        if missing.is_empty() { String::new() } else { format!("{}reported no result for {}", if *ended { "" } else { " and " }, missing.join(", ")) },
+        if tail.is_empty() { String::new() } else { format!("\n  output (last lines):\n{}", indent(tail)) }
+    )]
+    Incomplete { title: String, ended: bool, missing: Vec<String>, tail: String },
     #[error(transparent)]
     Plan(#[from] PlanError),
 }
@@ -220,7 +247,7 @@ impl LineSplitter {
     }
 }
 
-/// Runs `plan` in the guest after placing `uploads`, with the default [`RunLimits`].
+/// Runs `plan` in the guest with `uploads` on hand, with the default [`RunLimits`].
 /// `as_root`: the SSH user is root (no sudo).
 pub async fn run(
     session: &SshSession,
@@ -232,61 +259,108 @@ pub async fn run(
     run_with(session, plan, uploads, as_root, RunLimits::default(), on_event).await
 }
 
-/// [`run`] with these limits on the script's time and its output lines. The preparation and the
-/// uploads run within the session's own exec deadline.
+/// [`run`] with these limits on the script's time and its output lines.
 pub async fn run_with(
     session: &SshSession,
     plan: &Plan,
     uploads: &[Upload],
     as_root: bool,
     limits: RunLimits,
-    mut on_event: impl FnMut(Event<'_>),
+    on_event: impl FnMut(Event<'_>),
 ) -> Result<RunReport, RunError> {
-    let title = plan.title.clone();
-    let started = Instant::now();
-    let prepare =
-        GuestCommand::new("install").args(["-d", "-m", "0700", GUEST_DIR, STAGE_DIR]).as_root(as_root).render();
-    let interrupted = |step: Option<String>, e: SshError| RunError::Interrupted {
-        title: title.clone(),
-        step,
-        message: crate::errors::chain(&e),
-    };
-    let out = session.exec(&prepare).await.map_err(|e| interrupted(None, e))?;
-    if out.status != 0 {
-        let mut tail = Tail(VecDeque::new());
-        let mut splitter = LineSplitter::new(limits.max_line);
-        let mut keep = |l: &str| tail.push(l);
-        splitter.feed(&[out.stdout, out.stderr].concat(), &mut keep);
-        splitter.finish(&mut keep);
-        return Err(RunError::Script { title, status: out.status, tail: tail.text().trim().to_string() });
-    }
-    let script_path = format!("{GUEST_DIR}/{}.sh", plan.title);
-    let script = Upload { path: script_path.clone(), bytes: plan.script()?.into_bytes(), mode: 0o700 };
-    for u in uploads.iter().chain([&script]) {
-        session.upload(&u.bytes, &u.path, u.mode, !as_root).await.map_err(|source| RunError::Upload {
-            title: title.clone(),
-            path: u.path.clone(),
-            source,
-        })?;
-    }
+    let mut reports = run_plans(session, &[plan], uploads, as_root, limits, on_event).await?;
+    Ok(reports.remove(0))
+}
 
-    let total = plan.steps.len();
-    let mut steps: Vec<StepReport> = Vec::new();
+/// The files of a run as the script knows them: stage path, sha256, size, id (the index), mode.
+pub fn script_files(uploads: &[Upload]) -> Vec<ScriptFile> {
+    uploads
+        .iter()
+        .enumerate()
+        .map(|(id, u)| ScriptFile {
+            path: u.path.clone(),
+            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&u.bytes)),
+            size: u.bytes.len(),
+            id,
+            mode: format!("{:o}", u.mode),
+        })
+        .collect()
+}
+
+/// The command that starts a run: it reads the script (`size` bytes, checked against `sha256`)
+/// from the channel into `path`, then runs it with the channel still on its stdin.
+pub fn launch_command(path: &str, size: usize, sha256: &str, as_root: bool) -> Result<String, PlanError> {
+    let script = crate::templates::render(
+        "runner-launch.sh.j2",
+        &serde_json::json!({"dir": GUEST_DIR, "stage": STAGE_DIR, "path": path, "size": size, "sha256": sha256}),
+    )?;
+    Ok(GuestCommand::script(script.trim()).as_root(as_root).render())
+}
+
+/// What the host knows of one plan while the script runs.
+struct PlanProgress {
+    title: String,
+    started: Instant,
+    steps: Vec<StepReport>,
+}
+
+/// Runs `plans` in order in one script over one SSH channel: the script itself, every check,
+/// run and re-check, and the files in `uploads` the script asks for (each sent at most once,
+/// and only when the guest's staged copy differs) all go over it. Returns one report per plan.
+pub async fn run_plans(
+    session: &SshSession,
+    plans: &[&Plan],
+    uploads: &[Upload],
+    as_root: bool,
+    limits: RunLimits,
+    mut on_event: impl FnMut(Event<'_>),
+) -> Result<Vec<RunReport>, RunError> {
+    let title = plans.iter().map(|p| p.title.as_str()).collect::<Vec<_>>().join("+");
+    let started = Instant::now();
+    let nonce = steps::new_nonce().map_err(|e| PlanError::Input(format!("no randomness for the run's nonce: {e}")))?;
+    let script = steps::script(plans, &script_files(uploads), &nonce)?.into_bytes();
+    let script_path = format!("{GUEST_DIR}/{title}.sh");
+    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&script));
+    let command = launch_command(&script_path, script.len(), &sha, as_root)?;
+
+    let mut done: Vec<PlanProgress> = Vec::new();
     let mut current: Option<(String, Instant, Vec<String>)> = None;
     let mut failed: Option<(String, i32)> = None;
+    let mut ended = false;
+    let mut protocol: Option<String> = None;
+    let mut sent = vec![false; uploads.len()];
     let mut tail = Tail(VecDeque::new());
     let mut lines = LineSplitter::new(limits.max_line);
-    let mut changed = false;
-    let mut handle_line = |line: &str,
-                           steps: &mut Vec<StepReport>,
-                           current: &mut Option<(String, Instant, Vec<String>)>,
-                           failed: &mut Option<(String, i32)>| {
-        match parse_marker(line) {
+    // Every marker is printed after a newline, so that one after output without a final newline
+    // still starts its own line; the empty line that newline makes otherwise is not output.
+    let mut held_empty = false;
+    let mut handle_line = |line: &str, outbox: &mut Vec<Vec<u8>>| -> std::ops::ControlFlow<()> {
+        let marker = steps::parse_marker(line, &nonce);
+        if held_empty && marker.is_none() {
+            tail.push("");
+            on_event(Event::Output(""));
+        }
+        held_empty = false;
+        match marker {
+            Some(Marker::Plan(name)) => {
+                let Some(plan) = plans.get(done.len()).filter(|p| p.title == name) else {
+                    protocol = Some(format!("the guest announced plan `{name}`, which is not the next one"));
+                    return std::ops::ControlFlow::Break(());
+                };
+                if let Some(previous) = done.last() {
+                    plan_done(previous, &mut on_event);
+                }
+                on_event(Event::Plan { title: &plan.title, steps: plan.steps.len() });
+                done.push(PlanProgress { title: name, started: Instant::now(), steps: Vec::new() });
+            }
             Some(Marker::Begin(name)) => {
-                let index = plan.steps.iter().position(|s| s.name == name).unwrap_or(steps.len());
+                let plan = done.len().checked_sub(1).and_then(|i| plans.get(i));
+                let index = plan.and_then(|p| p.steps.iter().position(|s| s.name == name));
+                let total = plan.map_or(0, |p| p.steps.len());
+                let index = index.unwrap_or_else(|| done.last().map_or(0, |p| p.steps.len()));
                 on_event(Event::Begin { index, total, name: &name });
                 tail.0.clear();
-                *current = Some((name, Instant::now(), Vec::new()));
+                current = Some((name, Instant::now(), Vec::new()));
             }
             Some(Marker::Note(n)) => {
                 if let Some(c) = current.as_mut() {
@@ -300,43 +374,131 @@ pub async fn run_with(
                 };
                 let r = StepReport { name, outcome, seconds, notes };
                 on_event(Event::Done(&r));
-                steps.push(r);
+                if let Some(p) = done.last_mut() {
+                    p.steps.push(r);
+                }
             }
-            Some(Marker::Failed(name, status)) => *failed = Some((name, status)),
-            Some(Marker::End(c)) => changed = c,
+            Some(Marker::Failed(name, status)) => failed = Some((name, status)),
+            Some(Marker::Need(id)) => match (uploads.get(id), sent.get(id).copied()) {
+                (Some(u), Some(false)) => {
+                    sent[id] = true;
+                    on_event(Event::Sending { path: &u.path, bytes: u.bytes.len() });
+                    outbox.push(u.bytes.clone());
+                }
+                (Some(u), _) => {
+                    protocol = Some(format!("the guest asked for {} a second time", u.path));
+                    return std::ops::ControlFlow::Break(());
+                }
+                (None, _) => {
+                    protocol = Some(format!("the guest asked for file {id}, which this run does not have"));
+                    return std::ops::ControlFlow::Break(());
+                }
+            },
+            Some(Marker::End(_)) => {
+                ended = true;
+                if let Some(last) = done.last() {
+                    plan_done(last, &mut on_event);
+                }
+            }
+            None if line.is_empty() => held_empty = true,
             None => {
                 tail.push(line);
                 on_event(Event::Output(line));
             }
         }
+        std::ops::ControlFlow::Continue(())
     };
-    let command = GuestCommand::new("sh").arg(&script_path).as_root(as_root).stdin_null().render();
     let deadline = ExecDeadline::Within(limits.script_deadline);
     let result = {
-        let mut emit = |line: &str| handle_line(line, &mut steps, &mut current, &mut failed);
-        let result =
-            session.exec_streaming_with(&command, None, deadline, |_, bytes| lines.feed(bytes, &mut emit)).await;
-        lines.finish(&mut emit);
+        let mut flow = std::ops::ControlFlow::Continue(());
+        let result = session
+            .exec_conversation(&command, script, deadline, |_, bytes, outbox| {
+                if flow.is_continue() {
+                    lines.feed(bytes, &mut |line| {
+                        if flow.is_continue() {
+                            flow = handle_line(line, outbox);
+                        }
+                    });
+                }
+                flow
+            })
+            .await;
+        if flow.is_continue() {
+            lines.finish(&mut |line| {
+                let _ = handle_line(line, &mut Vec::new());
+            });
+        }
         result
     };
+    let step = current.as_ref().map(|c| c.0.clone());
+    if let Some(message) = protocol {
+        return Err(RunError::Protocol { title, step, message });
+    }
     let status = match result {
-        Ok(s) => s,
+        Ok(Some(s)) => s,
+        Ok(None) => return Err(RunError::Protocol { title, step, message: "the run was stopped".into() }),
         Err(source @ SshError::ExecTimeout { .. }) => {
-            let step = current.map(|c| c.0);
             return Err(RunError::TimedOut { title, step, deadline: limits.script_deadline, source });
         }
-        Err(e) => return Err(interrupted(current.map(|c| c.0), e)),
+        Err(e) => {
+            return Err(RunError::Interrupted { title, step, message: crate::errors::chain(&e) });
+        }
     };
     let tail = tail.text();
     if let Some((step, status)) = failed {
-        let command = plan.step(&step).map(|s| s.run.clone()).unwrap_or_default();
+        let command = plans.iter().find_map(|p| p.step(&step)).map(|s| s.run.clone()).unwrap_or_default();
         let hint = hint(&tail).map(str::to_string);
         return Err(RunError::StepFailed { title, step, command, status, tail, hint });
     }
     if status != 0 {
         return Err(RunError::Script { title, status, tail });
     }
-    Ok(RunReport { title, changed, seconds: started.elapsed().as_secs_f64(), steps })
+    // Exit 0 is not enough: a guest that printed nothing (or stopped early and still exited 0)
+    // has not done the plan.
+    let missing = missing_results(plans, &done);
+    if !ended || !missing.is_empty() {
+        return Err(RunError::Incomplete { title, ended, missing, tail });
+    }
+    // A plan's time runs from its marker to the next plan's (the first from the launch).
+    let finished = Instant::now();
+    let starts: Vec<Instant> = done.iter().map(|p| p.started).collect();
+    Ok(done
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let from = if i == 0 { started } else { p.started };
+            let to = starts.get(i + 1).copied().unwrap_or(finished);
+            RunReport {
+                changed: p.steps.iter().any(|s| s.outcome == Outcome::Changed),
+                title: p.title,
+                steps: p.steps,
+                seconds: to.saturating_duration_since(from).as_secs_f64(),
+            }
+        })
+        .collect())
+}
+
+fn plan_done(p: &PlanProgress, on_event: &mut impl FnMut(Event<'_>)) {
+    on_event(Event::PlanDone {
+        title: &p.title,
+        changed_steps: p.steps.iter().filter(|s| s.outcome == Outcome::Changed).count(),
+        total_steps: p.steps.len(),
+        seconds: p.started.elapsed().as_secs_f64(),
+    });
+}
+
+/// Pure: the steps (as `plan/step`) the guest reported no result for.
+fn missing_results(plans: &[&Plan], done: &[PlanProgress]) -> Vec<String> {
+    let mut missing = Vec::new();
+    for (i, plan) in plans.iter().enumerate() {
+        let reported = done.get(i).filter(|d| d.title == plan.title);
+        for s in &plan.steps {
+            if !reported.is_some_and(|d| d.steps.iter().any(|r| r.name == s.name)) {
+                missing.push(format!("{}/{}", plan.title, s.name));
+            }
+        }
+    }
+    missing
 }
 
 #[cfg(test)]

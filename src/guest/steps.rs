@@ -17,6 +17,10 @@ pub struct Step {
     #[serde(default)]
     pub skip_note: Option<String>,
     pub run: String,
+    /// Stage paths of the uploaded files `run` needs: fetched from the host, once, only when
+    /// the check fails and the staged copy differs.
+    #[serde(default)]
+    pub uses: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -59,14 +63,53 @@ fn valid_name(name: &str) -> bool {
 }
 
 impl Plan {
-    /// The POSIX shell script that runs the plan (templates/guest/runner.sh.j2).
-    pub fn script(&self) -> Result<String, PlanError> {
-        Ok(crate::templates::render("runner.sh.j2", self)?)
+    /// The POSIX shell script that runs this plan alone, with no files to send.
+    pub fn script(&self, nonce: &str) -> Result<String, PlanError> {
+        script(&[self], &[], nonce)
     }
 
     pub fn step(&self, name: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.name == name)
     }
+}
+
+/// A file the host can send while a script runs: where it is staged and what it must hash to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScriptFile {
+    pub path: String,
+    pub sha256: String,
+    pub size: usize,
+    /// What the script asks for in its `need` marker.
+    pub id: usize,
+    /// Octal, as chmod takes it.
+    pub mode: String,
+}
+
+/// The one POSIX shell script that runs `plans` in order (templates/guest/runner.sh.j2), with
+/// `files` to fetch on request and `nonce` in every marker.
+pub fn script(plans: &[&Plan], files: &[ScriptFile], nonce: &str) -> Result<String, PlanError> {
+    if !is_nonce(nonce) {
+        return Err(PlanError::Input(format!("bad marker nonce {nonce:?}")));
+    }
+    if let Some(bad) = plans.iter().find(|p| !valid_name(&p.title)) {
+        return Err(PlanError::Input(format!("bad plan title {:?}", bad.title)));
+    }
+    let title = plans.iter().map(|p| p.title.as_str()).collect::<Vec<_>>().join("+");
+    let context = serde_json::json!({ "title": title, "plans": plans, "files": files, "nonce": nonce });
+    Ok(crate::templates::render("runner.sh.j2", &context)?)
+}
+
+/// A marker nonce is hex (it goes into the script unquoted and into every marker line).
+fn is_nonce(n: &str) -> bool {
+    (8..=64).contains(&n.len()) && n.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A fresh nonce for one run's markers: 128 bits from the OS.
+pub fn new_nonce() -> std::io::Result<String> {
+    use std::io::Read;
+    let mut bytes = [0u8; 16];
+    std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(hex::encode(bytes))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,23 +126,32 @@ pub enum Outcome {
 /// A progress line printed by the runner script.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Marker {
+    /// The next plan of the script begins.
+    Plan(String),
     Begin(String),
     Note(String),
     Done(String, Outcome),
-    /// The step's exit status (125: it ran but its check still failed).
+    /// The step's exit status (125: it ran but its check still failed; 124: a file it uses
+    /// could not be received).
     Failed(String, i32),
+    /// The script waits on its stdin for the file with this id.
+    Need(usize),
     /// The end of the script; whether any step changed something.
     End(bool),
 }
 
-pub const MARKER_PREFIX: &str = "@@sysmonvm ";
+/// What every marker line starts with, before the run's nonce.
+pub const MARKER_PREFIX: &str = "@@sysmonvm:";
 
-/// Parses one output line; `None` for the steps' own output (and for anything malformed).
-pub fn parse_marker(line: &str) -> Option<Marker> {
+/// Parses one output line as a marker of the run whose nonce is `nonce`; `None` for the steps'
+/// own output (and for anything malformed, or a marker with another nonce).
+pub fn parse_marker(line: &str, nonce: &str) -> Option<Marker> {
     let rest = line.trim_end_matches(['\r', '\n']).strip_prefix(MARKER_PREFIX)?;
+    let rest = rest.strip_prefix(nonce)?.strip_prefix(' ')?;
     let (kind, arg) = rest.split_once(' ').unwrap_or((rest, ""));
     let name = || valid_name(arg).then(|| arg.to_string());
     Some(match kind {
+        "plan" => Marker::Plan(name()?),
         "begin" => Marker::Begin(name()?),
         "note" => Marker::Note(arg.to_string()),
         "changed" => Marker::Done(name()?, Outcome::Changed),
@@ -110,6 +162,7 @@ pub fn parse_marker(line: &str) -> Option<Marker> {
             valid_name(step).then_some(())?;
             Marker::Failed(step.to_string(), status.trim().parse().ok()?)
         }
+        "need" => Marker::Need(arg.trim().parse().ok()?),
         "end" => Marker::End(arg.trim() == "1"),
         _ => return None,
     })
@@ -119,22 +172,49 @@ pub fn parse_marker(line: &str) -> Option<Marker> {
 mod tests {
     use super::*;
 
+    const NONCE: &str = "00112233445566778899aabbccddeeff";
+
     #[test]
     fn markers_parse_and_everything_else_is_output() {
-        assert_eq!(parse_marker("@@sysmonvm begin packages\n"), Some(Marker::Begin("packages".into())));
-        assert_eq!(parse_marker("@@sysmonvm unchanged user"), Some(Marker::Done("user".into(), Outcome::Unchanged)));
-        assert_eq!(parse_marker("@@sysmonvm failed packages 100"), Some(Marker::Failed("packages".into(), 100)));
-        assert_eq!(parse_marker("@@sysmonvm note no cpufreq here"), Some(Marker::Note("no cpufreq here".into())));
-        assert_eq!(parse_marker("@@sysmonvm end 0"), Some(Marker::End(false)));
-        for junk in ["", "E: Unable to locate package x", "@@sysmonvm", "@@sysmonvm failed x", "@@sysmonvm begin a b"] {
-            assert_eq!(parse_marker(junk), None, "{junk:?}");
+        let m = |rest: &str| parse_marker(&format!("@@sysmonvm:{NONCE} {rest}"), NONCE);
+        assert_eq!(m("begin packages\n"), Some(Marker::Begin("packages".into())));
+        assert_eq!(m("plan collector-install"), Some(Marker::Plan("collector-install".into())));
+        assert_eq!(m("unchanged user"), Some(Marker::Done("user".into(), Outcome::Unchanged)));
+        assert_eq!(m("failed packages 100"), Some(Marker::Failed("packages".into(), 100)));
+        assert_eq!(m("note no cpufreq here"), Some(Marker::Note("no cpufreq here".into())));
+        assert_eq!(m("need 3"), Some(Marker::Need(3)));
+        assert_eq!(m("end 0"), Some(Marker::End(false)));
+        for junk in ["", "failed x", "begin a b", "need", "need -1", "need x", "plan a b", "bogus x"] {
+            assert_eq!(m(junk), None, "{junk:?}");
         }
+        // Another run's nonce, the old unnonced form, a marker not at the start of the line.
+        let other = "ffeeddccbbaa99887766554433221100";
+        for spoof in [
+            format!("@@sysmonvm:{other} changed x"),
+            "@@sysmonvm changed x".to_string(),
+            format!("@@sysmonvm:{NONCE}changed x"),
+            format!("output @@sysmonvm:{NONCE} changed x"),
+            "E: Unable to locate package x".to_string(),
+        ] {
+            assert_eq!(parse_marker(&spoof, NONCE), None, "{spoof:?}");
+        }
+    }
+
+    #[test]
+    fn nonces_are_fresh_hex_and_the_script_refuses_a_bad_one() {
+        let (a, b) = (new_nonce().unwrap(), new_nonce().unwrap());
+        assert!(is_nonce(&a) && a.len() == 32 && a != b);
+        let plan = Plan { title: "t".into(), steps: vec![] };
+        for bad in ["", "abc", "zz112233445566778899aabbccddeeff", "0011223344556677 ; reboot"] {
+            assert!(plan.script(bad).is_err(), "{bad:?}");
+        }
+        assert!(Plan { title: "a b".into(), steps: vec![] }.script(NONCE).is_err());
     }
 
     #[test]
     fn a_template_that_is_no_step_list_keeps_the_yaml_error() {
         // runner.sh.j2 renders a shell script: text, not a YAML list of steps.
-        let context = serde_json::json!({"title": "t", "steps": []});
+        let context = serde_json::json!({"title": "t", "nonce": "0123456789abcdef", "files": [], "plans": []});
         let e = from_template("t", "runner.sh.j2", &context).unwrap_err();
         assert!(matches!(&e, PlanError::StepList { template, .. } if template == "runner.sh.j2"), "{e:?}");
         assert_eq!(e.to_string(), "template runner.sh.j2 did not render a valid step list");
@@ -153,6 +233,7 @@ mod tests {
             skip_if: None,
             skip_note: None,
             run: run.into(),
+            uses: vec![],
         };
         let mut skip = step("skipme", "", "exit 9");
         skip.skip_if = Some("true".into());
@@ -166,9 +247,9 @@ mod tests {
             ],
         };
         let run = |plan: &Plan| {
-            let out = std::process::Command::new("sh").arg("-c").arg(plan.script().unwrap()).output().unwrap();
+            let out = std::process::Command::new("sh").arg("-c").arg(plan.script(NONCE).unwrap()).output().unwrap();
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            (out.status.code(), text.lines().filter_map(parse_marker).collect::<Vec<_>>(), text)
+            (out.status.code(), text.lines().filter_map(|l| parse_marker(l, NONCE)).collect::<Vec<_>>(), text)
         };
         let (code, m, text) = run(&plan);
         assert_eq!(code, Some(0), "{text}");

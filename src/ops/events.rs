@@ -51,6 +51,11 @@ pub enum Event {
         total_steps: usize,
         seconds: f64,
     },
+    /// A file the guest asked for (its staged copy differed) is being sent over the run's channel.
+    Sending {
+        path: String,
+        bytes: usize,
+    },
     DownloadStarted {
         url: String,
         total: Option<u64>,
@@ -133,6 +138,11 @@ impl crate::image::download::Progress for DownloadEvents<'_> {
 pub fn from_runner(e: crate::guest::runner::Event<'_>) -> Event {
     use crate::guest::runner::Event as R;
     match e {
+        R::Plan { title, steps } => Event::PlanStarted { title: title.to_string(), steps },
+        R::PlanDone { title, changed_steps, total_steps, seconds } => {
+            Event::PlanFinished { title: title.to_string(), changed_steps, total_steps, seconds }
+        }
+        R::Sending { path, bytes } => Event::Sending { path: path.to_string(), bytes },
         R::Begin { index, total, name } => Event::StepStarted { index, total, name: name.to_string() },
         R::Output(line) => Event::StepOutput { line: line.to_string() },
         R::Done(r) => {

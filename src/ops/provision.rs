@@ -6,7 +6,7 @@ use super::events::{Event, Sink, from_runner};
 use super::{OpError, Result};
 use crate::guest::command::{self, GuestCommand};
 use crate::guest::runner::{self, RunReport};
-use crate::guest::steps::{Outcome, Plan};
+use crate::guest::steps::Plan;
 use crate::guest::{bootstrap as bootstrap_plan, collector};
 use crate::ssh::{ExecDeadline, SshSession};
 use crate::vm::{self, VmState};
@@ -15,26 +15,6 @@ use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-/// Runs one plan over an open session, with per-step events.
-async fn run_plan(
-    session: &SshSession,
-    state: &VmState,
-    plan: &Plan,
-    uploads: &[runner::Upload],
-    sink: &dyn Sink,
-) -> std::result::Result<RunReport, runner::RunError> {
-    sink.emit(Event::PlanStarted { title: plan.title.clone(), steps: plan.steps.len() });
-    let as_root = state.profile.ssh.user == "root";
-    let r = runner::run(session, plan, uploads, as_root, |e| sink.emit(from_runner(e))).await?;
-    sink.emit(Event::PlanFinished {
-        title: r.title.clone(),
-        changed_steps: r.steps.iter().filter(|s| s.outcome == Outcome::Changed).count(),
-        total_steps: r.steps.len(),
-        seconds: r.seconds,
-    });
-    Ok(r)
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct BootstrapRequest {
     pub name: Option<String>,
@@ -42,14 +22,11 @@ pub struct BootstrapRequest {
     pub packages: Vec<String>,
 }
 
-/// The bootstrap of a running VM that the caller has locked (`up` holds the lock throughout).
+/// The bootstrap of a running VM that the caller has locked.
 pub async fn bootstrap_locked(ws: &Workspace, name: &str, packages: &[String], sink: &dyn Sink) -> Result<RunReport> {
-    let paths = ws.vm(name)?;
-    let (state, session) = vm::connect(ws, &paths).await?;
-    let plan = bootstrap_plan::plan(&state.profile, packages)?;
-    let r = run_plan(&session, &state, &plan, &[], sink).await;
-    session.close().await;
-    r.map_err(|source| OpError::Guest { vm: name.to_string(), step: "bootstrap", source: Box::new(source) })
+    let what = Provisioning { bootstrap: Some(packages.to_vec()), collector: None };
+    let report = provision_locked(ws, name, None, &what, sink).await?;
+    Ok(report.bootstrap.expect("a bootstrap was asked for"))
 }
 
 pub async fn bootstrap(ws: &Workspace, req: &BootstrapRequest, sink: &dyn Sink) -> Result<RunReport> {
@@ -228,8 +205,35 @@ pub async fn collector_install_locked(
     req: &InstallRequest,
     sink: &dyn Sink,
 ) -> Result<InstallReport> {
-    let paths = ws.vm(name)?;
-    let state = vm::load_state(&paths)?;
+    let what = Provisioning { bootstrap: None, collector: Some(req.clone()) };
+    let report = provision_locked(ws, name, None, &what, sink).await?;
+    Ok(report.collector.expect("a collector install was asked for"))
+}
+
+/// What one provisioning run does: the bootstrap (with these extra packages), the collector
+/// install, or both — in one script over one SSH connection.
+#[derive(Debug, Clone, Default)]
+pub struct Provisioning {
+    pub bootstrap: Option<Vec<String>>,
+    pub collector: Option<InstallRequest>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ProvisionReport {
+    pub bootstrap: Option<RunReport>,
+    pub collector: Option<InstallReport>,
+}
+
+/// The collector's side of a run, prepared on the host before anything is sent.
+struct CollectorInputs {
+    target: &'static str,
+    binary: PathBuf,
+    bytes: Vec<u8>,
+    binary_sha256: String,
+    config_file: Option<String>,
+}
+
+fn collector_inputs(ws: &Workspace, state: &VmState, req: &InstallRequest, sink: &dyn Sink) -> Result<CollectorInputs> {
     let target = collector::target(state.profile.arch);
     let binary = collector_binary(ws, target, req, sink)?;
     let bytes = std::fs::read(&binary).map_err(OpError::io(format!("reading {}", binary.display())))?;
@@ -243,41 +247,107 @@ pub async fn collector_install_locked(
         }
         None => None,
     };
-    let (state, session) = vm::connect(ws, &paths).await?;
+    Ok(CollectorInputs { target, binary, bytes, binary_sha256, config_file })
+}
+
+/// The guest's address, as the collector's config and its health check need it.
+async fn guest_address(session: &SshSession, name: &str) -> Result<String> {
+    let probe = session.exec(collector::ADDRESS_PROBE).await.map_err(|source| OpError::Ssh {
+        vm: name.to_string(),
+        command: collector::ADDRESS_PROBE.into(),
+        source,
+    })?;
+    let printed = String::from_utf8_lossy(&probe.stdout);
+    collector::parse_guest_address(&printed).ok_or_else(|| OpError::Failed {
+        what: "cannot find the guest's IPv4 address".into(),
+        detail: format!("`{}` printed {:?}", collector::ADDRESS_PROBE, crate::sanitize::line(&printed)),
+    })
+}
+
+/// Provisions a running VM the caller has locked, over `session` when one is open already (`up`
+/// reuses the one that found the VM ready), else over a new one: every plan's checks, runs and
+/// files go through that one connection.
+pub async fn provision_locked(
+    ws: &Workspace,
+    name: &str,
+    session: Option<(VmState, SshSession)>,
+    what: &Provisioning,
+    sink: &dyn Sink,
+) -> Result<ProvisionReport> {
+    let paths = ws.vm(name)?;
+    let state = vm::load_state(&paths)?;
+    let inputs = match &what.collector {
+        Some(req) => Some((req, collector_inputs(ws, &state, req, sink)?)),
+        None => None,
+    };
+    let (state, session) = match session {
+        Some(open) => open,
+        None => vm::connect(ws, &paths).await?,
+    };
     let result = async {
-        let probe = session.exec(collector::ADDRESS_PROBE).await.map_err(|source| OpError::Ssh {
-            vm: name.to_string(),
-            command: collector::ADDRESS_PROBE.into(),
-            source,
-        })?;
-        let printed = String::from_utf8_lossy(&probe.stdout);
-        let address = collector::parse_guest_address(&printed).ok_or_else(|| OpError::Failed {
-            what: "cannot find the guest's IPv4 address".into(),
-            detail: format!("`{}` printed {:?}", collector::ADDRESS_PROBE, printed),
-        })?;
-        let listen = collector::listen(&state.profile, &address);
-        let config = config_file.unwrap_or_else(|| {
-            collector::config_json(&collector::ConfigInput {
-                listen: listen.clone(),
-                interval: state.profile.collector.interval.clone(),
-                vm_id: name.to_string(),
-                otlp_endpoint: req.otlp_endpoint.clone(),
-                otlp_headers: req.otlp_headers.clone(),
-                cgroups: req.cgroups.clone(),
-            })
-        });
-        let (plan, uploads) = collector::install(bytes, config, &listen)?;
-        let run = run_plan(&session, &state, &plan, &uploads, sink).await.map_err(|source| OpError::Guest {
-            vm: name.to_string(),
-            step: "collector install",
-            source: Box::new(source),
-        })?;
-        Ok::<_, OpError>((listen, run))
+        let mut plans = Vec::new();
+        let mut uploads = Vec::new();
+        if let Some(packages) = &what.bootstrap {
+            plans.push(bootstrap_plan::plan(&state.profile, packages)?);
+        }
+        let mut listen = None;
+        if let Some((req, inputs)) = &inputs {
+            let address = guest_address(&session, name).await?;
+            let l = collector::listen(&state.profile, &address);
+            let config = inputs.config_file.clone().unwrap_or_else(|| {
+                collector::config_json(&collector::ConfigInput {
+                    listen: l.clone(),
+                    interval: state.profile.collector.interval.clone(),
+                    vm_id: name.to_string(),
+                    otlp_endpoint: req.otlp_endpoint.clone(),
+                    otlp_headers: req.otlp_headers.clone(),
+                    cgroups: req.cgroups.clone(),
+                })
+            });
+            let (plan, files) = collector::install(inputs.bytes.clone(), config, &l)?;
+            plans.push(plan);
+            uploads.extend(files);
+            listen = Some(l);
+        }
+        let as_root = state.profile.ssh.user == "root";
+        let refs: Vec<&Plan> = plans.iter().collect();
+        let step = match (what.bootstrap.is_some(), inputs.is_some()) {
+            (true, true) => "provisioning",
+            (true, false) => "bootstrap",
+            _ => "collector install",
+        };
+        let reports = runner::run_plans(&session, &refs, &uploads, as_root, runner::RunLimits::default(), |e| {
+            sink.emit(from_runner(e))
+        })
+        .await
+        .map_err(|source| OpError::Guest { vm: name.to_string(), step, source: Box::new(source) })?;
+        Ok::<_, OpError>((reports, listen))
     }
     .await;
     session.close().await;
-    let (listen, run) = result?;
-    let forward = vm::forwarded(&state, state.profile.collector.port);
+    let (reports, listen) = result?;
+    let mut reports = reports.into_iter();
+    let mut report = ProvisionReport::default();
+    if what.bootstrap.is_some() {
+        report.bootstrap = reports.next();
+    }
+    if let (Some((req, inputs)), Some(listen)) = (inputs, listen) {
+        let run = reports.next().expect("one report per plan");
+        report.collector = Some(installed(&state, req, inputs, listen, run, sink).await?);
+    }
+    Ok(report)
+}
+
+/// After the install: does the collector answer through its forward?
+async fn installed(
+    state: &VmState,
+    req: &InstallRequest,
+    inputs: CollectorInputs,
+    listen: String,
+    run: RunReport,
+    sink: &dyn Sink,
+) -> Result<InstallReport> {
+    let forward = vm::forwarded(state, state.profile.collector.port);
     let answers_via_forward = match forward {
         Some(port) => healthz(port).await,
         None => false,
@@ -297,9 +367,9 @@ pub async fn collector_install_locked(
         });
     }
     Ok(InstallReport {
-        target: target.into(),
-        binary,
-        binary_sha256,
+        target: inputs.target.into(),
+        binary: inputs.binary,
+        binary_sha256: inputs.binary_sha256,
         listen,
         forward: forward.map(|p| format!("127.0.0.1:{p}")),
         answers_via_forward,
@@ -403,7 +473,9 @@ pub async fn collector_uninstall(ws: &Workspace, name: Option<&str>, sink: &dyn 
     let _lock = super::lock_vm(ws, &name, sink).await?;
     let paths = ws.vm(&name)?;
     let (state, session) = vm::connect(ws, &paths).await?;
-    let r = run_plan(&session, &state, &collector::uninstall()?, &[], sink).await;
+    let as_root = state.profile.ssh.user == "root";
+    let plan = collector::uninstall()?;
+    let r = runner::run(&session, &plan, &[], as_root, |e| sink.emit(from_runner(e))).await;
     session.close().await;
     r.map_err(|source| OpError::Guest { vm: name, step: "collector uninstall", source: Box::new(source) })
 }

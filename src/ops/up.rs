@@ -5,9 +5,8 @@
 
 use super::Result;
 use super::events::{Event, Sink};
-use super::provision::{self, InstallReport, InstallRequest};
+use super::provision::{self, InstallRequest, ProvisionReport, Provisioning};
 use super::vm::{AccelDecision, fetch_and_create, refetch_backing_image, resolve_accel, start_locked};
-use crate::guest::runner::RunReport;
 use crate::profile::Accel;
 use crate::vm::{self, StartReport};
 use crate::workspace::Workspace;
@@ -30,12 +29,6 @@ pub struct UpRequest {
     pub packages: Vec<String>,
 }
 
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct ProvisionReport {
-    pub bootstrap: Option<RunReport>,
-    pub collector: Option<InstallReport>,
-}
-
 #[derive(Debug, Clone, Serialize)]
 pub struct UpReport {
     pub name: String,
@@ -54,10 +47,25 @@ pub async fn up(ws: &Workspace, req: &UpRequest, sink: &dyn Sink) -> Result<UpRe
     let _lock = super::lock_vm(ws, &name, sink).await?;
     let paths = ws.vm(&name)?;
     let wait = !req.no_wait;
+    let provisioning = (wait && !req.no_bootstrap).then(|| Provisioning {
+        bootstrap: Some(req.packages.clone()),
+        collector: (!req.no_collector).then(|| InstallRequest { name: Some(name.clone()), ..Default::default() }),
+    });
+    let mut session = None;
     let (already_running, accel_decision, start) = if vm::running_pid(&paths).is_some() {
         let state = vm::load_state(&paths)?;
         let accel = state.accel.unwrap_or(crate::qemu::argv::ResolvedAccel::Tcg);
-        (true, None, start_locked(ws, &name, accel, wait, req.timeout, sink).await?)
+        // A VM that runs and lets us log in needs no boot wait before provisioning: the
+        // bootstrap's first step waits for cloud-init itself. That one login is then the whole
+        // `up` (on a ready VM: one SSH connection, one script). Otherwise wait as a start would.
+        if provisioning.is_some()
+            && let Ok(open) = vm::connect_with(ws, &paths, vm::QUICK_LOGIN).await
+        {
+            session = Some(open);
+            (true, None, start_locked(ws, &name, accel, false, req.timeout, sink).await?)
+        } else {
+            (true, None, start_locked(ws, &name, accel, wait, req.timeout, sink).await?)
+        }
     } else {
         // The firmware and QEMU must be there before anything is downloaded.
         crate::qemu::firmware::find(p.arch, |f| f.exists())?;
@@ -77,13 +85,9 @@ pub async fn up(ws: &Workspace, req: &UpRequest, sink: &dyn Sink) -> Result<UpRe
         let accel = decision.accel;
         (false, Some(decision), start_locked(ws, &name, accel, wait, req.timeout, sink).await?)
     };
-    let mut provision = ProvisionReport::default();
-    if wait && !req.no_bootstrap {
-        provision.bootstrap = Some(provision::bootstrap_locked(ws, &name, &req.packages, sink).await?);
-        if !req.no_collector {
-            let install = InstallRequest { name: Some(name.clone()), ..Default::default() };
-            provision.collector = Some(provision::collector_install_locked(ws, &name, &install, sink).await?);
-        }
-    }
+    let provision = match &provisioning {
+        Some(what) => provision::provision_locked(ws, &name, session, what, sink).await?,
+        None => ProvisionReport::default(),
+    };
     Ok(UpReport { name, already_running, accel_decision, start, provision, seconds: started.elapsed().as_secs_f64() })
 }
