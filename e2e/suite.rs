@@ -583,6 +583,61 @@ pub fn run(args: &[String]) -> Result<()> {
         });
     }
 
+    if !aarch64 {
+        r.independent("up on the ready VM: no boot wait, nothing changed, nothing sent", |r| {
+            let v = r.must(&["up", "--profile", &profile, "--name", name])?;
+            ensure!(
+                v["already_running"] == true && v["start"]["phases"].as_array().is_some_and(|p| p.is_empty()),
+                "{}",
+                v["start"]
+            );
+            let (boot, run) = (&v["provision"]["bootstrap"], &v["provision"]["collector"]["run"]);
+            ensure!(
+                changed(boot).is_empty() && changed(run).is_empty(),
+                "changed {:?} {:?}",
+                changed(boot),
+                changed(run)
+            );
+            ensure!(
+                boot.get("sent").is_none() && run.get("sent").is_none(),
+                "files sent although nothing differs: {run}"
+            );
+            r.timing("up on the ready VM", v["seconds"].as_f64().unwrap_or(f64::NAN));
+            Ok(())
+        });
+
+        r.independent("up repairs what changed in the guest: a package removed, the unit edited, the binary replaced", |r| {
+            let pid = main_pid(r)?;
+            r.guest(
+                "sudo dpkg -r jq >/dev/null 2>&1 && \
+                 echo '# edited by the e2e' | sudo tee -a /etc/systemd/system/serviceradar-sysmon-vm.service >/dev/null && \
+                 sudo cp /bin/true /usr/local/bin/sysmon-collector.e2e && sudo mv /usr/local/bin/sysmon-collector.e2e /usr/local/bin/sysmon-collector",
+            )?;
+            let v = r.must(&["up", "--profile", &profile, "--name", name])?;
+            let (boot, run) = (&v["provision"]["bootstrap"], &v["provision"]["collector"]["run"]);
+            ensure!(changed(boot).contains(&"packages".to_string()), "the removed package was not noticed: {:?}", changed(boot));
+            for step in ["binary", "unit", "restart"] {
+                ensure!(changed(run).contains(&step.to_string()), "`{step}` not repaired: {:?}", changed(run));
+            }
+            let sent: Vec<&str> = run["sent"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            ensure!(
+                sent.len() == 2 && sent.iter().any(|p| p.ends_with("/sysmon-collector")) && sent.iter().any(|p| p.ends_with(".service")),
+                "only the binary and the unit should be sent: {sent:?}"
+            );
+            ensure!(r.guest("jq --version").is_ok(), "jq is back");
+            ensure!(main_pid(r)? != pid, "the repaired service was restarted");
+            let s = r.must(&["collector", "status", name])?;
+            ensure!(s["active"] == "active" && s["answers_via_forward"] == true, "{s}");
+            let again = r.must(&["up", "--profile", &profile, "--name", name])?;
+            let run = &again["provision"]["collector"]["run"];
+            ensure!(changed(run).is_empty() && run.get("sent").is_none(), "after the repair: {run}");
+            Ok(())
+        });
+        r.if_failed(|r| {
+            let _ = r.sysmonvm(&["up", "--profile", &profile, "--name", name]);
+        });
+    }
+
     r.independent("scrape /metrics and /v1/snapshot through the forward", |_| {
         let metrics = http_get(&format!("http://{forward}/metrics"))?;
         ensure!(metrics.contains("cpu=\"cpu1\""), "no per-CPU series in /metrics");

@@ -815,24 +815,34 @@ pub async fn status(vm: &VmPaths) -> Result<Status, VmError> {
     if pid.is_none() {
         return Ok(s);
     }
-    if let Ok(mut q) = QmpClient::connect(&vm.qmp_socket, Duration::from_secs(3)).await
-        && let Ok(st) = q.query_status().await
-    {
-        s.qmp_status = Some(st.status);
-    }
+    // QEMU, the guest agent and sshd are asked at once: `vm status` takes as long as the
+    // slowest of them, not their sum (no SSH login: the banner is enough).
+    let qmp = async {
+        let mut q = QmpClient::connect(&vm.qmp_socket, Duration::from_secs(3)).await.ok()?;
+        q.query_status().await.ok().map(|st| st.status)
+    };
     // One deadline per agent call (connect + sync, then the four fact queries together): a
     // hostile agent cannot hold `vm status` longer, and an emulated aarch64 guest under TCG
     // still answers its four queries within it.
-    match QgaClient::connect(&vm.qga_socket, GUEST_AGENT_DEADLINE).await {
-        Ok(mut g) => match g.facts().await {
-            Ok(f) => s.guest_agent = Some(f),
-            Err(e) => s.guest_agent_error = Some(crate::errors::chain(&e)),
-        },
-        Err(e) => s.guest_agent_error = Some(crate::errors::chain(&e)),
+    let agent = async {
+        match QgaClient::connect(&vm.qga_socket, GUEST_AGENT_DEADLINE).await {
+            Ok(mut g) => g.facts().await.map_err(|e| crate::errors::chain(&e)),
+            Err(e) => Err(crate::errors::chain(&e)),
+        }
+    };
+    let sshd = async {
+        match state.ssh_port {
+            Some(p) => sshd_answers(p).await,
+            None => false,
+        }
+    };
+    let (qmp_status, facts, ssh_reachable) = tokio::join!(qmp, agent, sshd);
+    s.qmp_status = qmp_status;
+    match facts {
+        Ok(f) => s.guest_agent = Some(f),
+        Err(e) => s.guest_agent_error = Some(e),
     }
-    if let Some(p) = state.ssh_port {
-        s.ssh_reachable = sshd_answers(p).await;
-    }
+    s.ssh_reachable = ssh_reachable;
     Ok(s)
 }
 

@@ -63,6 +63,9 @@ pub struct RunReport {
     /// Whether any step changed the guest.
     pub changed: bool,
     pub seconds: f64,
+    /// The files the guest asked for (their staged copy differed), by stage path.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sent: Vec<String>,
 }
 
 /// What the caller is told while the plans run.
@@ -302,6 +305,7 @@ struct PlanProgress {
     title: String,
     started: Instant,
     steps: Vec<StepReport>,
+    sent: Vec<String>,
 }
 
 /// Runs `plans` in order in one script over one SSH channel: the script itself, every check,
@@ -351,7 +355,7 @@ pub async fn run_plans(
                     plan_done(previous, &mut on_event);
                 }
                 on_event(Event::Plan { title: &plan.title, steps: plan.steps.len() });
-                done.push(PlanProgress { title: name, started: Instant::now(), steps: Vec::new() });
+                done.push(PlanProgress { title: name, started: Instant::now(), steps: Vec::new(), sent: Vec::new() });
             }
             Some(Marker::Begin(name)) => {
                 let plan = done.len().checked_sub(1).and_then(|i| plans.get(i));
@@ -383,6 +387,9 @@ pub async fn run_plans(
                 (Some(u), Some(false)) => {
                     sent[id] = true;
                     on_event(Event::Sending { path: &u.path, bytes: u.bytes.len() });
+                    if let Some(p) = done.last_mut() {
+                        p.sent.push(u.path.clone());
+                    }
                     outbox.push(u.bytes.clone());
                 }
                 (Some(u), _) => {
@@ -473,6 +480,7 @@ pub async fn run_plans(
                 title: p.title,
                 steps: p.steps,
                 seconds: to.saturating_duration_since(from).as_secs_f64(),
+                sent: p.sent,
             }
         })
         .collect())

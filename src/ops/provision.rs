@@ -222,6 +222,8 @@ pub struct Provisioning {
 pub struct ProvisionReport {
     pub bootstrap: Option<RunReport>,
     pub collector: Option<InstallReport>,
+    /// The whole provisioning: login, the script, the files sent, the health check.
+    pub seconds: f64,
 }
 
 /// The collector's side of a run, prepared on the host before anything is sent.
@@ -274,6 +276,7 @@ pub async fn provision_locked(
     what: &Provisioning,
     sink: &dyn Sink,
 ) -> Result<ProvisionReport> {
+    let started = std::time::Instant::now();
     let paths = ws.vm(name)?;
     let state = vm::load_state(&paths)?;
     let inputs = match &what.collector {
@@ -335,6 +338,7 @@ pub async fn provision_locked(
         let run = reports.next().expect("one report per plan");
         report.collector = Some(installed(&state, req, inputs, listen, run, sink).await?);
     }
+    report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
 }
 

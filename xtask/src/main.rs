@@ -4,6 +4,7 @@
 mod bench_collector;
 mod bench_fetch;
 mod bench_start;
+mod bench_up;
 mod binfmt;
 mod demo;
 mod deps;
@@ -24,6 +25,10 @@ tasks:
   bench-fetch [--mib N] [--rounds N]
       sysmonvm image fetch of an N MiB image (default 1024) over 127.0.0.1 against curl -o and
       curl -o + sha256sum, same server, same run. Prints a Markdown table.
+  bench-up [--rounds N]
+      on the running, provisioned test guest: `sysmonvm up` (no-op), `bootstrap`, `collector
+      install` (no-ops), `collector status`, `vm status` against `ssh … true` in the same rounds;
+      SSH logins and bytes counted in the guest; the first provisioning beside the boot.
   bench-start [--accel tcg|kvm|auto]
       sysmonvm vm start of the test guest against a bare QEMU launch with the same argv polled by
       an ssh loop, both to SSH login + cloud-init done, same run.
@@ -52,6 +57,7 @@ fn main() -> Result<()> {
         Some("bench-fetch") => bench_fetch::run(&args[1..]),
         Some("guest-image") => guest_image::run_task(&args[1..]),
         Some("bench-start") => bench_start::run(&args[1..]),
+        Some("bench-up") => bench_up::run(&args[1..]),
         Some("e2e") => e2e::run(&args[1..]),
         Some("dist") => dist::run(&args[1..]),
         Some("deps") => deps::run(&args[1..]),
