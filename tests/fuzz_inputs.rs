@@ -25,9 +25,12 @@ fn everything(text: &str) {
     let _ = sysmonvm::validate::perfstat::parse(text);
     let _ = sysmonvm::guest::collector::parse_guest_address(text);
     let _ = sysmonvm::guest::collector::parse_properties(text);
+    let mut markers = sysmonvm::guest::steps::MarkerLines::new("5f0c9a7e21d34b68");
     for line in text.lines() {
-        let _ = sysmonvm::guest::steps::parse_marker(line);
+        let _ = sysmonvm::guest::steps::parse_marker(line, "5f0c9a7e21d34b68");
+        markers.line(line, &mut |_| {});
     }
+    markers.finish(&mut |_| {});
     let _ = sysmonvm::host::powermetrics::parse_stream(text.as_bytes());
     if let Some((ps, c)) = sysmonvm::host::parse_vm_stat(text) {
         let _ = sysmonvm::host::vm_stat_used_bytes(ps, &c);

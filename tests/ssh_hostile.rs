@@ -210,24 +210,42 @@ async fn a_100_mb_line_through_the_runner_is_cut_and_the_run_goes_on() {
         other => panic!("expected the failing step, got {other:?}"),
     }
 
-    // A flood with no newline at all: the script's own marker lands on the cut line, so the
-    // runner reports the script's exit status with the cut line as the tail.
+    // A flood with no newline at all: the script prints a newline before its marker, so the
+    // marker starts its own line instead of landing on (and being cut with) the flood's line, and
+    // the failing step is named with the cut line as its tail.
     let plan = Plan {
         title: "runner-flood-nonl".into(),
         steps: vec![step("flood", &format!("head -c {FLOOD} /dev/zero | tr '\\0' y; exit 3"))],
     };
     match runner::run(&session, &plan, &[], true, |_| {}).await {
-        Err(e @ RunError::Script { status: 3, .. }) => {
-            let m = e.to_string();
+        Err(e @ RunError::StepFailed { .. }) => {
+            let RunError::StepFailed { step, status, tail, .. } = &e else { unreachable!() };
+            assert_eq!((step.as_str(), *status), ("flood", 3));
             assert!(
-                m.contains("exit status 3") && m.contains(" more bytes of this line dropped"),
+                tail.starts_with("yyy")
+                    && tail.ends_with(" more bytes of this line dropped: lines are cut at 65536 bytes]"),
                 "{}",
-                &m[m.len() - 300..]
+                &tail[tail.len() - 200..]
             );
+            let m = e.to_string();
             assert!(m.len() < 2 * runner::DEFAULT_MAX_LINE, "the message holds one cut line: {} bytes", m.len());
         }
-        other => panic!("expected the script's exit status, got {other:?}"),
+        other => panic!("expected the failing step, got {other:?}"),
     }
+    session.close().await;
+}
+
+/// A "guest" whose every command is `true`: the preparation, the uploads and the script all
+/// "succeed" with no output. A run that printed no end marker and no step results is an error,
+/// never a plan that ran.
+#[tokio::test]
+async fn a_script_that_exits_0_without_its_markers_is_no_success() {
+    let Some(s) = sshd_forcing("true") else { return };
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
+    let plan = Plan { title: "runner-silent".into(), steps: vec![step("one", "true"), step("two", "true")] };
+    let e = runner::run(&session, &plan, &[], true, |_| {}).await.unwrap_err();
+    assert!(matches!(e, RunError::Incomplete { ended: false, .. }), "{e:?}");
+    assert!(e.to_string().contains("runner-silent: the guest script exited 0 without its end marker"), "{e}");
     session.close().await;
 }
 

@@ -7,10 +7,13 @@
 //!
 //! The guest's output is untrusted: the script has one deadline ([`RunLimits::script_deadline`]),
 //! the output is split into lines in linear time, and a line longer than
-//! [`RunLimits::max_line`] keeps its head (where markers are) and says how much was dropped.
+//! [`RunLimits::max_line`] keeps its head and says how much was dropped. Markers carry a random
+//! nonce made here for each run (a step's output cannot pass for one), each starts a line of its
+//! own (the script prints a newline before it), and a script that exits 0 without its end marker
+//! and a result for every step is an error, not a success.
 
 use super::command::GuestCommand;
-use super::steps::{Marker, Outcome, Plan, PlanError, parse_marker};
+use super::steps::{Line, Marker, MarkerLines, Outcome, Plan, PlanError};
 use crate::ssh::{ExecDeadline, SshError, SshSession};
 use serde::Serialize;
 use std::collections::VecDeque;
@@ -104,8 +107,20 @@ pub enum RunError {
         #[source]
         source: SshError,
     },
+    #[error(
+        "{title}: the guest script exited 0 without {}; its output (last lines):\n{}",
+        if *ended { "a result for every step" } else { "its end marker" },
+        indent(tail)
+    )]
+    Incomplete { title: String, ended: bool, tail: String },
     #[error("{title}: cannot upload {path}")]
     Upload { title: String, path: String, source: SshError },
+    #[error("{title}: no random nonce for the script's markers")]
+    Nonce {
+        title: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Plan(#[from] PlanError),
 }
@@ -220,6 +235,14 @@ impl LineSplitter {
     }
 }
 
+/// A fresh random word for one run's marker lines (128 bits, hex).
+pub fn nonce() -> std::io::Result<String> {
+    use ssh_key::rand_core::{OsRng, RngCore};
+    let mut bytes = [0u8; 16];
+    OsRng.try_fill_bytes(&mut bytes).map_err(std::io::Error::other)?;
+    Ok(hex::encode(bytes))
+}
+
 /// Runs `plan` in the guest after placing `uploads`, with the default [`RunLimits`].
 /// `as_root`: the SSH user is root (no sudo).
 pub async fn run(
@@ -244,6 +267,7 @@ pub async fn run_with(
 ) -> Result<RunReport, RunError> {
     let title = plan.title.clone();
     let started = Instant::now();
+    let nonce = nonce().map_err(|source| RunError::Nonce { title: title.clone(), source })?;
     let prepare =
         GuestCommand::new("install").args(["-d", "-m", "0700", GUEST_DIR, STAGE_DIR]).as_root(as_root).render();
     let interrupted = |step: Option<String>, e: SshError| RunError::Interrupted {
@@ -277,23 +301,24 @@ pub async fn run_with(
     let mut tail = Tail(VecDeque::new());
     let mut lines = LineSplitter::new(limits.max_line);
     let mut changed = false;
-    let mut handle_line = |line: &str,
+    let mut ended = false;
+    let mut handle_line = |line: Line<'_>,
                            steps: &mut Vec<StepReport>,
                            current: &mut Option<(String, Instant, Vec<String>)>,
                            failed: &mut Option<(String, i32)>| {
-        match parse_marker(line) {
-            Some(Marker::Begin(name)) => {
+        match line {
+            Line::Marker(Marker::Begin(name)) => {
                 let index = plan.steps.iter().position(|s| s.name == name).unwrap_or(steps.len());
                 on_event(Event::Begin { index, total, name: &name });
                 tail.0.clear();
                 *current = Some((name, Instant::now(), Vec::new()));
             }
-            Some(Marker::Note(n)) => {
+            Line::Marker(Marker::Note(n)) => {
                 if let Some(c) = current.as_mut() {
                     c.2.push(n);
                 }
             }
-            Some(Marker::Done(name, outcome)) => {
+            Line::Marker(Marker::Done(name, outcome)) => {
                 let (seconds, notes) = match current.take() {
                     Some((_, t, notes)) => (t.elapsed().as_secs_f64(), notes),
                     None => (0.0, Vec::new()),
@@ -302,21 +327,28 @@ pub async fn run_with(
                 on_event(Event::Done(&r));
                 steps.push(r);
             }
-            Some(Marker::Failed(name, status)) => *failed = Some((name, status)),
-            Some(Marker::End(c)) => changed = c,
-            None => {
+            Line::Marker(Marker::Failed(name, status)) => *failed = Some((name, status)),
+            Line::Marker(Marker::End(c)) => {
+                changed = c;
+                ended = true;
+            }
+            Line::Output(line) => {
                 tail.push(line);
                 on_event(Event::Output(line));
             }
         }
     };
-    let command = GuestCommand::new("sh").arg(&script_path).as_root(as_root).stdin_null().render();
+    let command = GuestCommand::new("sh").arg(&script_path).arg(&nonce).as_root(as_root).stdin_null().render();
     let deadline = ExecDeadline::Within(limits.script_deadline);
     let result = {
-        let mut emit = |line: &str| handle_line(line, &mut steps, &mut current, &mut failed);
+        let mut markers = MarkerLines::new(&nonce);
+        let mut emit = |line: &str| {
+            markers.line(line, &mut |l| handle_line(l, &mut steps, &mut current, &mut failed));
+        };
         let result =
             session.exec_streaming_with(&command, None, deadline, |_, bytes| lines.feed(bytes, &mut emit)).await;
         lines.finish(&mut emit);
+        markers.finish(&mut |l| handle_line(l, &mut steps, &mut current, &mut failed));
         result
     };
     let status = match result {
@@ -335,6 +367,11 @@ pub async fn run_with(
     }
     if status != 0 {
         return Err(RunError::Script { title, status, tail });
+    }
+    // Only the script prints the end marker, after every step: exit 0 without it, or without a
+    // result for each step, is a script that was cut short or replaced, not a plan that ran.
+    if !ended || steps.len() != total {
+        return Err(RunError::Incomplete { title, ended, tail });
     }
     Ok(RunReport { title, changed, seconds: started.elapsed().as_secs_f64(), steps })
 }

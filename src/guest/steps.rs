@@ -92,11 +92,18 @@ pub enum Marker {
     End(bool),
 }
 
-pub const MARKER_PREFIX: &str = "@@sysmonvm ";
+/// What every marker line starts with, before its run's nonce: `@@sysmonvm:NONCE kind args`.
+pub const MARKER_PREFIX: &str = "@@sysmonvm:";
 
-/// Parses one output line; `None` for the steps' own output (and for anything malformed).
-pub fn parse_marker(line: &str) -> Option<Marker> {
+/// Parses one output line of the run whose script was given `nonce`; `None` for the steps' own
+/// output (and for anything malformed, or a marker of another nonce: a step printing
+/// `@@sysmonvm…` lines is output, never progress).
+pub fn parse_marker(line: &str, nonce: &str) -> Option<Marker> {
+    if nonce.is_empty() {
+        return None;
+    }
     let rest = line.trim_end_matches(['\r', '\n']).strip_prefix(MARKER_PREFIX)?;
+    let rest = rest.strip_prefix(nonce)?.strip_prefix(' ')?;
     let (kind, arg) = rest.split_once(' ').unwrap_or((rest, ""));
     let name = || valid_name(arg).then(|| arg.to_string());
     Some(match kind {
@@ -115,20 +122,131 @@ pub fn parse_marker(line: &str) -> Option<Marker> {
     })
 }
 
+/// A line of the runner script's output, as [`MarkerLines`] sorts it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Line<'a> {
+    Marker(Marker),
+    /// A line of a step's own output.
+    Output(&'a str),
+}
+
+/// Sorts the runner script's output lines into markers and the steps' own output. The script
+/// prints a newline before every marker, so a marker after output that did not end with a newline
+/// still starts its own line (instead of being glued to it, or cut off with a long line's tail);
+/// the empty line that newline makes, when the output did end with one, is not output.
+#[derive(Debug)]
+pub struct MarkerLines {
+    nonce: String,
+    /// An empty line held back: output, unless a marker follows it.
+    blank: bool,
+}
+
+impl MarkerLines {
+    pub fn new(nonce: &str) -> MarkerLines {
+        MarkerLines { nonce: nonce.to_string(), blank: false }
+    }
+
+    /// Sorts one line (without its newline); an empty line is held until the next one says what it was.
+    pub fn line<'a>(&mut self, line: &'a str, out: &mut impl FnMut(Line<'a>)) {
+        if let Some(m) = parse_marker(line, &self.nonce) {
+            self.blank = false;
+            return out(Line::Marker(m));
+        }
+        if std::mem::replace(&mut self.blank, false) {
+            out(Line::Output(""));
+        }
+        if line.is_empty() {
+            self.blank = true;
+        } else {
+            out(Line::Output(line));
+        }
+    }
+
+    /// The end of the output: an empty line still held was output.
+    pub fn finish(&mut self, out: &mut impl FnMut(Line<'_>)) {
+        if std::mem::replace(&mut self.blank, false) {
+            out(Line::Output(""));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const NONCE: &str = "5f0c9a7e21d34b68";
+
     #[test]
     fn markers_parse_and_everything_else_is_output() {
-        assert_eq!(parse_marker("@@sysmonvm begin packages\n"), Some(Marker::Begin("packages".into())));
-        assert_eq!(parse_marker("@@sysmonvm unchanged user"), Some(Marker::Done("user".into(), Outcome::Unchanged)));
-        assert_eq!(parse_marker("@@sysmonvm failed packages 100"), Some(Marker::Failed("packages".into(), 100)));
-        assert_eq!(parse_marker("@@sysmonvm note no cpufreq here"), Some(Marker::Note("no cpufreq here".into())));
-        assert_eq!(parse_marker("@@sysmonvm end 0"), Some(Marker::End(false)));
-        for junk in ["", "E: Unable to locate package x", "@@sysmonvm", "@@sysmonvm failed x", "@@sysmonvm begin a b"] {
-            assert_eq!(parse_marker(junk), None, "{junk:?}");
+        let m = |rest: &str| format!("@@sysmonvm:{NONCE} {rest}");
+        let p = |line: &str| parse_marker(line, NONCE);
+        assert_eq!(p(&m("begin packages\n")), Some(Marker::Begin("packages".into())));
+        assert_eq!(p(&m("unchanged user")), Some(Marker::Done("user".into(), Outcome::Unchanged)));
+        assert_eq!(p(&m("failed packages 100")), Some(Marker::Failed("packages".into(), 100)));
+        assert_eq!(p(&m("note no cpufreq here")), Some(Marker::Note("no cpufreq here".into())));
+        assert_eq!(p(&m("end 0")), Some(Marker::End(false)));
+        for junk in ["", "E: Unable to locate package x", "@@sysmonvm", &m("failed x"), &m("begin a b")] {
+            assert_eq!(p(junk), None, "{junk:?}");
         }
+    }
+
+    /// What a step prints cannot pass for progress: the old nonce-less markers, another run's
+    /// nonce, a prefix of this one, or this nonce without its separator are all output.
+    #[test]
+    fn a_step_cannot_spoof_a_marker_without_the_runs_nonce() {
+        for spoof in [
+            "@@sysmonvm failed packages 100".to_string(),
+            "@@sysmonvm end 1".to_string(),
+            "@@sysmonvm:0123456789abcdef failed packages 100".to_string(),
+            format!("@@sysmonvm:{} changed packages", &NONCE[..8]),
+            format!("@@sysmonvm:{NONCE}changed packages"),
+            format!("@@sysmonvm:{NONCE}x changed packages"),
+            format!(" @@sysmonvm:{NONCE} changed packages"),
+        ] {
+            assert_eq!(parse_marker(&spoof, NONCE), None, "{spoof:?}");
+        }
+        // An empty nonce would make `@@sysmonvm: …` a marker for anyone: it never matches.
+        assert_eq!(parse_marker("@@sysmonvm: end 1", ""), None);
+    }
+
+    fn sort(nonce: &str, lines: &[&str]) -> Vec<String> {
+        let mut m = MarkerLines::new(nonce);
+        let mut out = Vec::new();
+        let mut push = |l: Line<'_>| {
+            out.push(match l {
+                Line::Marker(m) => format!("{m:?}"),
+                Line::Output(o) => format!("out {o:?}"),
+            })
+        };
+        for l in lines {
+            m.line(l, &mut push);
+        }
+        m.finish(&mut push);
+        out
+    }
+
+    /// The script's newline before each marker: the empty line it makes after output that ended
+    /// with a newline is dropped; real empty lines of a step's output are kept, also at the end.
+    #[test]
+    fn the_newline_before_a_marker_is_not_output_but_real_blank_lines_are() {
+        let m = |rest: &str| format!("@@sysmonvm:{NONCE} {rest}");
+        let (begin, done, end) = (m("begin s"), m("changed s"), m("end 1"));
+        // `printf 'a\n'`: "a", the marker's own empty line, the marker.
+        assert_eq!(
+            sort(NONCE, &["", &begin, "a", "", &done, "", &end]),
+            ["Begin(\"s\")", "out \"a\"", "Done(\"s\", Changed)", "End(true)"]
+        );
+        // `printf 'a'` (no final newline): the marker's newline ends the output's line.
+        assert_eq!(sort(NONCE, &["", &begin, "a", &done]), ["Begin(\"s\")", "out \"a\"", "Done(\"s\", Changed)"]);
+        // `printf 'a\n\n\nb\n\n'`: two blank lines inside, one at the end, all kept.
+        assert_eq!(
+            sort(NONCE, &[&begin, "a", "", "", "b", "", "", &done]),
+            ["Begin(\"s\")", "out \"a\"", "out \"\"", "out \"\"", "out \"b\"", "out \"\"", "Done(\"s\", Changed)"]
+        );
+        // Output that ends with blank lines and no marker after them (a dropped connection).
+        assert_eq!(sort(NONCE, &[&begin, "a", "", ""]), ["Begin(\"s\")", "out \"a\"", "out \"\"", "out \"\""]);
+        // Another nonce's markers are output.
+        assert_eq!(sort("ffff", &[&begin]), [format!("out {begin:?}")]);
     }
 
     #[test]
@@ -166,9 +284,14 @@ mod tests {
             ],
         };
         let run = |plan: &Plan| {
-            let out = std::process::Command::new("sh").arg("-c").arg(plan.script().unwrap()).output().unwrap();
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(plan.script().unwrap())
+                .args(["runner.sh", NONCE])
+                .output()
+                .unwrap();
             let text = String::from_utf8_lossy(&out.stdout).into_owned();
-            (out.status.code(), text.lines().filter_map(parse_marker).collect::<Vec<_>>(), text)
+            (out.status.code(), text.lines().filter_map(|l| parse_marker(l, NONCE)).collect::<Vec<_>>(), text)
         };
         let (code, m, text) = run(&plan);
         assert_eq!(code, Some(0), "{text}");
@@ -196,5 +319,14 @@ mod tests {
         let unverified = Plan { title: "u".into(), steps: vec![step("liar", "false", "true")] };
         let (code, m, _) = run(&unverified);
         assert_eq!((code, m.last()), (Some(125), Some(&Marker::Failed("liar".into(), 125))));
+
+        // A step does not see the run's marker in its environment.
+        let peek = Plan { title: "p".into(), steps: vec![step("peek", "", r#"echo "[${SYSMONVM_MARK:-}]""#)] };
+        let (code, m, text) = run(&peek);
+        assert_eq!((code, m.last()), (Some(0), Some(&Marker::End(true))), "{text}");
+        assert!(text.contains("\n[]\n") && !text.contains(&format!("[@@sysmonvm:{NONCE}")), "{text}");
+        // Without a nonce the script refuses to start.
+        let out = std::process::Command::new("sh").arg("-c").arg(peek.script().unwrap()).output().unwrap();
+        assert!(!out.status.success() && out.stdout.is_empty(), "{out:?}");
     }
 }
