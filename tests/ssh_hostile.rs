@@ -281,3 +281,42 @@ async fn the_runner_script_has_a_deadline() {
     assert_eq!(out.stdout, b"still-here\n");
     session.close().await;
 }
+
+/// `collector status` against a guest whose status probe prints a megabyte of junk before the
+/// properties: what is read is the capped tail (the properties still parse), and the cut is a
+/// warning, in the sink and in the report's list, naming the probe, the bytes dropped and the cap.
+#[tokio::test]
+async fn a_status_probe_cut_at_its_cap_says_so() {
+    use sysmonvm::ops::events::{Collected, Event};
+    use sysmonvm::ops::provision::{STATUS_OUTPUT_CAP, read_status_probe};
+    let Some(s) = sshd_forcing(
+        "head -c 1000000 /dev/zero | tr '\\0' j; echo; echo ActiveState=active; echo 'version=sysmon-collector 0.1.0'",
+    ) else {
+        return;
+    };
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
+    let sink = Collected::default();
+    let probe = read_status_probe(&session, "lab", &sink).await.unwrap();
+    assert_eq!(probe.properties.get("ActiveState").map(String::as_str), Some("active"));
+    assert_eq!(probe.properties.get("version").map(String::as_str), Some("sysmon-collector 0.1.0"));
+    let kept = STATUS_OUTPUT_CAP as u64;
+    let printed = 1_000_000 + 1 + "ActiveState=active\n".len() as u64 + "version=sysmon-collector 0.1.0\n".len() as u64;
+    let want = format!(
+        "the collector status probe printed more than the 64 KiB kept of each stream: the first {} bytes of its \
+         stdout were dropped, so only the end of its output was read",
+        printed - kept
+    );
+    assert_eq!(probe.warnings, std::slice::from_ref(&want));
+    assert_eq!(sink.events(), [Event::Warning { message: want }]);
+
+    // A probe that prints only its properties: nothing to warn about.
+    drop(session);
+    let mut s = s;
+    s.reconfigure("ForceCommand echo ActiveState=inactive");
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
+    let sink = Collected::default();
+    let probe = read_status_probe(&session, "lab", &sink).await.unwrap();
+    assert_eq!(probe.properties.get("ActiveState").map(String::as_str), Some("inactive"));
+    assert!(probe.warnings.is_empty() && sink.events().is_empty());
+    session.close().await;
+}
