@@ -213,6 +213,32 @@ impl Output {
     pub fn truncated(&self) -> bool {
         self.stdout_dropped > 0 || self.stderr_dropped > 0
     }
+
+    /// What a warning says when `what`'s output was cut at `cap` bytes per stream (the tail was
+    /// kept): which stream lost how much, and the cap. None when it is all there.
+    pub fn cut_warning(&self, what: &str, cap: usize) -> Option<String> {
+        let lost: Vec<String> = [("stdout", self.stdout_dropped), ("stderr", self.stderr_dropped)]
+            .iter()
+            .filter(|(_, n)| *n > 0)
+            .map(|(stream, n)| format!("the first {n} bytes of its {stream}"))
+            .collect();
+        (!lost.is_empty()).then(|| {
+            format!(
+                "{what} printed more than the {} kept of each stream: {} were dropped, so only the end of its output was read",
+                bytes(cap),
+                lost.join(" and ")
+            )
+        })
+    }
+}
+
+/// A byte count as a warning names a cap: `64 KiB`, `4 MiB`, else bytes.
+fn bytes(n: usize) -> String {
+    match n {
+        n if n >= 1 << 20 && n.is_multiple_of(1 << 20) => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n.is_multiple_of(1 << 10) => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
 }
 
 /// The last `cap` bytes of a stream, and how many came before them. Linear: each byte is copied
@@ -583,6 +609,20 @@ mod tests {
         let mut t = TailBuffer::new(0);
         t.push(b"xyz");
         assert_eq!(t.into_parts(), (Vec::new(), 3));
+    }
+
+    #[test]
+    fn a_cut_output_says_which_stream_lost_how_much_and_the_cap() {
+        let out = |o, e| Output { status: 0, stdout: vec![], stderr: vec![], stdout_dropped: o, stderr_dropped: e };
+        assert_eq!(out(0, 0).cut_warning("x", 64 << 10), None);
+        assert_eq!(
+            out(935_000, 0).cut_warning("the collector status probe", 64 << 10).unwrap(),
+            "the collector status probe printed more than the 64 KiB kept of each stream: the first 935000 bytes \
+             of its stdout were dropped, so only the end of its output was read"
+        );
+        let both = out(1, 2).cut_warning("perf stat", 64 << 20).unwrap();
+        assert!(both.contains("64 MiB") && both.contains("1 bytes of its stdout and the first 2 bytes of its stderr"));
+        assert!(out(0, 5).cut_warning("p", 1000).unwrap().contains("the 1000 bytes kept"));
     }
 
     #[test]

@@ -658,6 +658,15 @@ pub async fn wait_ready(
             }
         }
         let Some(left) = time_left(deadline, Instant::now()) else {
+            // A probe may have waited out the rest of the time while the firmware or the kernel
+            // wrote its first lines (a loaded host under tcg): the phase named is what the serial
+            // log proves now.
+            if next <= BootPhase::Kernel {
+                let by_serial = serial_phase(&serial_head(&vm.serial_log));
+                if by_serial >= BootPhase::Firmware {
+                    reach_upto(by_serial, &mut next, phases);
+                }
+            }
             return Err(stuck(next, launched, vm, opts.accel, "timed out"));
         };
         tokio::time::sleep(Duration::from_millis(500).min(left)).await;

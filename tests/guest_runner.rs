@@ -1,7 +1,8 @@
 //! The guest step runner over a real sshd on 127.0.0.1 (the test's user stands in for the guest's
 //! root): uploads, per-step events and outcomes, a second run that changes nothing, a failing
-//! step's command/status/tail, and an SSH connection dropped in the middle of a step, after which
-//! a re-run continues where it stopped.
+//! step's command/status/tail, an SSH connection dropped in the middle of a step, after which
+//! a re-run continues where it stopped, marker lines a step prints itself (output, never
+//! progress), and output without a final newline (the next marker still counts).
 
 mod common;
 
@@ -220,25 +221,6 @@ async fn a_guest_asking_for_the_wrong_files_ends_the_run() {
     session.close().await;
 }
 
-/// A guest whose command exits 0 having printed nothing has not run the plan.
-#[tokio::test]
-async fn a_run_that_exits_0_without_its_markers_fails() {
-    if !as_root() {
-        return;
-    }
-    let Some(s) = common::sshd::sshd_forcing("true") else { return };
-    let plan = Plan { title: "runner-silent".into(), steps: vec![step("one", None, "true".into())] };
-    let session = common::sshd::connect(&s.target(), Duration::from_secs(10)).await;
-    match runner::run(&session, &plan, &[], true, |_| {}).await {
-        Err(e @ RunError::Incomplete { .. }) => {
-            let m = e.to_string();
-            assert!(m.contains("never printed its end marker and reported no result for runner-silent/one"), "{m}")
-        }
-        other => panic!("expected an incomplete run, got {other:?}"),
-    }
-    session.close().await;
-}
-
 #[tokio::test]
 async fn a_dropped_connection_names_the_step_and_a_rerun_continues() {
     if !as_root() {
@@ -282,5 +264,62 @@ async fn a_dropped_connection_names_the_step_and_a_rerun_continues() {
     let r = runner::run(&session, &plan, &[], true, |_| {}).await.unwrap();
     let outcomes: Vec<_> = r.steps.iter().map(|s| (s.name.as_str(), s.outcome)).collect();
     assert_eq!(outcomes, [("first", Outcome::Unchanged), ("slow", Outcome::Changed), ("last", Outcome::Changed)]);
+    session.close().await;
+}
+
+/// A step that prints marker-looking lines (the old nonce-less form a package's script could
+/// print, and a made-up nonce) cannot report results for itself or others: they are its output.
+/// A step whose output does not end with a newline (short, and longer than the line cap) keeps
+/// its result: the marker after it starts its own line.
+#[tokio::test]
+async fn step_output_cannot_spoof_markers_and_an_unterminated_last_line_keeps_the_result() {
+    if !as_root() {
+        return;
+    }
+    let Some(s) = sshd() else { return };
+    let spoof = "printf '%s\\n' '@@sysmonvm failed packages 100' '@@sysmonvm end 0' \
+                 '@@sysmonvm:00000000000000000000000000000000 skipped packages' '@@sysmonvm skipped after'";
+    let plan = Plan {
+        title: "runner-spoof".into(),
+        steps: vec![
+            step("packages", None, spoof.into()),
+            step("nonl", None, "printf 'no newline at the end'".into()),
+            step("long-nonl", None, "head -c 100000 /dev/zero | tr '\\0' z".into()),
+            step("after", None, "echo done".into()),
+        ],
+    };
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(10)).await;
+    let mut events = Vec::new();
+    let r = runner::run(&session, &plan, &[], true, |e| match e {
+        Event::Begin { name, .. } => events.push(format!("begin {name}")),
+        Event::Output(l) if l.len() > 100 => events.push(format!("out {}…{}", &l[..3], &l[l.len() - 20..])),
+        Event::Output(l) => events.push(format!("out {l}")),
+        Event::Done(r) => events.push(format!("done {} {:?}", r.name, r.outcome)),
+        _ => {}
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        events,
+        [
+            "begin packages",
+            "out @@sysmonvm failed packages 100",
+            "out @@sysmonvm end 0",
+            "out @@sysmonvm:00000000000000000000000000000000 skipped packages",
+            "out @@sysmonvm skipped after",
+            "done packages Changed",
+            "begin nonl",
+            "out no newline at the end",
+            "done nonl Changed",
+            "begin long-nonl",
+            "out zzz… cut at 65536 bytes]",
+            "done long-nonl Changed",
+            "begin after",
+            "out done",
+            "done after Changed",
+        ]
+    );
+    assert!(r.changed);
+    assert_eq!(r.steps.iter().map(|s| s.outcome).collect::<Vec<_>>(), [Outcome::Changed; 4]);
     session.close().await;
 }

@@ -547,6 +547,34 @@ async fn a_plain_http_image_with_an_unsigned_checksum_is_refused_before_any_requ
     assert!(signed.signature_verified && signed.warnings.is_empty(), "{:?}", signed.warnings);
 }
 
+/// A sha256 pinned in the profile is the stronger verification: it comes from the user, not from
+/// any server, so a fetch with it and no signature (no CHECKSUM at all, or an unsigned one) warns
+/// about nothing, even over plain http. The pin is what is checked: bytes that do not match it
+/// are refused. (README, "Security notes", says this is intended.)
+#[tokio::test]
+async fn a_pinned_sha256_needs_no_signature_and_gives_no_unsigned_warning() {
+    let s = setup(1 << 12);
+    let pin_only = ImageSource { url: Some(s.server.url(IMAGE)), sha256: Some(sha(&s.image)), ..Default::default() };
+    let got = image::fetch(&pin_only, &s.cache(), &NoProgress, |_| {}).await.unwrap();
+    assert!(!got.signature_verified && got.warnings.is_empty(), "{:?}", got.warnings);
+    assert_eq!(got.sha256, sha(&s.image));
+    // With an unsigned CHECKSUM beside the pin: it must agree, and still nothing is unverified.
+    let with_sums = ImageSource { checksum_url: Some(s.server.url("/images/CHECKSUM")), ..pin_only.clone() };
+    let got = image::fetch(&with_sums, &ImageCache::new(s.dir.path().join("i3")), &NoProgress, |_| {}).await.unwrap();
+    assert!(!got.signature_verified && got.warnings.is_empty(), "{:?}", got.warnings);
+    // Without the pin, the same unsigned CHECKSUM is refused over plain http (see above): the
+    // pin is what makes it safe, not the CHECKSUM.
+    let unpinned = ImageSource { sha256: None, ..with_sums };
+    let e = image::fetch(&unpinned, &ImageCache::new(s.dir.path().join("i4")), &NoProgress, |_| {}).await;
+    assert!(matches!(e, Err(ImageError::UnverifiedPlainHttp { .. })), "{e:?}");
+    // Tampered bytes under the pin: refused, nothing cached.
+    s.server.put("/images/tampered.qcow2", s.image.clone(), Behaviour::Tamper { offset: 100 });
+    let tampered = ImageSource { url: Some(s.server.url("/images/tampered.qcow2")), ..pin_only };
+    let cache = ImageCache::new(s.dir.path().join("i5"));
+    let e = image::fetch(&tampered, &cache, &NoProgress, |_| {}).await.unwrap_err();
+    assert!(e.to_string().contains(&sha(&s.image)), "{e}");
+}
+
 /// A CA and a certificate for 127.0.0.1 it signs, made by the real openssl: (CA PEM, chain PEM, key PEM).
 fn tls_material(dir: &std::path::Path) -> (std::path::PathBuf, Vec<u8>, Vec<u8>) {
     assert!(common::have("openssl"), "openssl is needed for the https tests");

@@ -211,24 +211,47 @@ async fn a_100_mb_line_through_the_runner_is_cut_and_the_run_goes_on() {
         other => panic!("expected the failing step, got {other:?}"),
     }
 
-    // A flood with no newline at all: the line is cut, and the script's own marker, which
-    // starts a line of its own, still says which step failed with which status.
+    // A flood with no newline at all: the script prints a newline before its marker, so the
+    // marker starts its own line instead of landing on (and being cut with) the flood's line, and
+    // the failing step is named with the cut line as its tail.
     let plan = Plan {
         title: "runner-flood-nonl".into(),
         steps: vec![step("flood", &format!("head -c {FLOOD} /dev/zero | tr '\\0' y; exit 3"))],
     };
     match runner::run(&session, &plan, &[], true, |_| {}).await {
-        Err(e @ RunError::StepFailed { status: 3, .. }) => {
-            let m = e.to_string();
+        Err(e @ RunError::StepFailed { .. }) => {
+            let RunError::StepFailed { step, status, tail, .. } = &e else { unreachable!() };
+            assert_eq!((step.as_str(), *status), ("flood", 3));
             assert!(
-                m.contains("step `flood` failed with exit status 3") && m.contains(" more bytes of this line dropped"),
+                tail.starts_with("yyy")
+                    && tail.ends_with(" more bytes of this line dropped: lines are cut at 65536 bytes]"),
                 "{}",
-                &m[m.len() - 300..]
+                &tail[tail.len() - 200..]
             );
+            let m = e.to_string();
             assert!(m.len() < 2 * runner::DEFAULT_MAX_LINE, "the message holds one cut line: {} bytes", m.len());
         }
         other => panic!("expected the failing step, got {other:?}"),
     }
+    session.close().await;
+}
+
+/// A "guest" whose every command is `true`: the preparation, the uploads and the script all
+/// "succeed" with no output. A run that printed no end marker and no step results is an error,
+/// never a plan that ran.
+#[tokio::test]
+async fn a_script_that_exits_0_without_its_markers_is_no_success() {
+    let Some(s) = sshd_forcing("true") else { return };
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
+    let plan = Plan { title: "runner-silent".into(), steps: vec![step("one", "true"), step("two", "true")] };
+    let e = runner::run(&session, &plan, &[], true, |_| {}).await.unwrap_err();
+    assert!(matches!(e, RunError::Incomplete { ended: false, .. }), "{e:?}");
+    assert!(
+        e.to_string().contains(
+            "runner-silent: the guest script exited 0 but never printed its end marker and reported no result for runner-silent/one, runner-silent/two"
+        ),
+        "{e}"
+    );
     session.close().await;
 }
 
@@ -262,5 +285,44 @@ async fn the_runner_script_has_a_deadline() {
         .await
         .unwrap();
     assert_eq!(out.stdout, b"still-here\n");
+    session.close().await;
+}
+
+/// `collector status` against a guest whose status probe prints a megabyte of junk before the
+/// properties: what is read is the capped tail (the properties still parse), and the cut is a
+/// warning, in the sink and in the report's list, naming the probe, the bytes dropped and the cap.
+#[tokio::test]
+async fn a_status_probe_cut_at_its_cap_says_so() {
+    use sysmonvm::ops::events::{Collected, Event};
+    use sysmonvm::ops::provision::{STATUS_OUTPUT_CAP, read_status_probe};
+    let Some(s) = sshd_forcing(
+        "head -c 1000000 /dev/zero | tr '\\0' j; echo; echo ActiveState=active; echo 'version=sysmon-collector 0.1.0'",
+    ) else {
+        return;
+    };
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
+    let sink = Collected::default();
+    let probe = read_status_probe(&session, "lab", &sink).await.unwrap();
+    assert_eq!(probe.properties.get("ActiveState").map(String::as_str), Some("active"));
+    assert_eq!(probe.properties.get("version").map(String::as_str), Some("sysmon-collector 0.1.0"));
+    let kept = STATUS_OUTPUT_CAP as u64;
+    let printed = 1_000_000 + 1 + "ActiveState=active\n".len() as u64 + "version=sysmon-collector 0.1.0\n".len() as u64;
+    let want = format!(
+        "the collector status probe printed more than the 64 KiB kept of each stream: the first {} bytes of its \
+         stdout were dropped, so only the end of its output was read",
+        printed - kept
+    );
+    assert_eq!(probe.warnings, std::slice::from_ref(&want));
+    assert_eq!(sink.events(), [Event::Warning { message: want }]);
+
+    // A probe that prints only its properties: nothing to warn about.
+    drop(session);
+    let mut s = s;
+    s.reconfigure("ForceCommand echo ActiveState=inactive");
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
+    let sink = Collected::default();
+    let probe = read_status_probe(&session, "lab", &sink).await.unwrap();
+    assert_eq!(probe.properties.get("ActiveState").map(String::as_str), Some("inactive"));
+    assert!(probe.warnings.is_empty() && sink.events().is_empty());
     session.close().await;
 }

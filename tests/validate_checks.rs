@@ -415,3 +415,91 @@ fn an_emulated_constant_rate_counter_is_no_reference_and_every_check_says_why() 
     let why = pf[0].reason.as_deref().unwrap();
     assert!(why.contains("emulated constant-rate counter, not a clock") && why.contains("2 of 2 CPUs"), "{why}");
 }
+
+/// The failure seen once under heavy host load (collector 55.1 % vs /proc/stat 60.7 % on a
+/// `usage-vs-proc-stat` check): the guest's real busy share changed during the phase (cpu0 at
+/// 50 % while the host was busiest, 70 % once it eased, at T0 + 17 s), and the collector's
+/// snapshots the polling saw (its requests timing out under the load after T0 + 20 s) covered a
+/// different stretch than the reference's first-to-last readings. Both are right about their own
+/// intervals; compared over the same intervals (the reference's counters interpolated to each
+/// snapshot's window) they agree.
+#[test]
+fn usage_is_compared_over_the_same_intervals_whichever_snapshots_the_polling_saw() {
+    // cpu0's cumulative busy ticks (USER_HZ 100) since T0, plus where the counters stood at T0.
+    let busy = |t: f64| {
+        let s = t - T0;
+        100.0 * (0.50 * s.min(17.0) + 0.70 * (s - 17.0).max(0.0))
+    };
+    let (busy0, idle0) = (812_345.0, 4_020_000.0);
+    // What /proc/stat shows at `t`: whole ticks, cpu1 1 % busy.
+    let stat = |t: f64| {
+        let s = t - T0;
+        let b = (busy0 + busy(t)).floor() as u64;
+        let all = (busy0 + idle0 + 100.0 * s).floor() as u64;
+        let cpu0 = times(b, all - b);
+        let cpu1 = times((busy0 + s).floor() as u64, all - (busy0 + s).floor() as u64);
+        ProcStat {
+            total: Some(times(cpu0.busy() + cpu1.busy(), cpu0.idle + cpu1.idle)),
+            cpus: vec![(0, cpu0), (1, cpu1)],
+            bad_lines: 0,
+        }
+    };
+    let pct = |d: CpuTimes| d.busy() as f64 / d.total() as f64 * 100.0;
+    let b = base();
+    let mut snaps = Vec::new();
+    // The collector samples every second; the polling saw the snapshots up to T0 + 20 s.
+    for k in 1..=20 {
+        let t = T0 + k as f64;
+        let (now, before) = (stat(t), stat(t - 1.0));
+        let mut s = b.clone();
+        s.timestamp_unix_nano = (t * 1e9) as u64;
+        s.interval_seconds = Some(1.0);
+        for c in &mut s.cpus {
+            let n = c.logical_number as usize;
+            c.usage = Some(usage(pct(now.cpus[n].1.since(&before.cpus[n].1))));
+        }
+        s.cpu_total = Some(usage(pct(now.total.unwrap().since(&before.total.unwrap()))));
+        snaps.push(s);
+    }
+    // The reference loop read /proc/stat every second, 0.37 s after the collector, all phase long.
+    let refs: Vec<RefSample> = (0..=30)
+        .map(|k| {
+            let t = T0 + k as f64 + 0.37;
+            RefSample { time: t, stat: Some(stat(t)), ..Default::default() }
+        })
+        .collect();
+    let r = Recorded { snaps, refs, perf: vec![] };
+    let p = one();
+    let i = inputs(&r, &p, &[]);
+
+    // The comparison as it was: the mean of the snapshots seen against the reference's first to
+    // last settled readings. It reproduces the failure.
+    let seen: Vec<f64> = r
+        .snaps
+        .iter()
+        .filter(|s| p[0].settled(checks::snapshot_time(s), i.warmup))
+        .map(|s| s.cpus[0].usage.unwrap().usage_pct)
+        .collect();
+    let naive_collector = seen.iter().sum::<f64>() / seen.len() as f64;
+    let settled: Vec<&RefSample> = r.refs.iter().filter(|s| p[0].settled(s.time, i.warmup)).collect();
+    let (first, last) = (settled[0].stat.as_ref().unwrap(), settled[settled.len() - 1].stat.as_ref().unwrap());
+    let naive_reference = pct(last.cpus[0].1.since(&first.cpus[0].1));
+    assert!(
+        (naive_reference - naive_collector).abs() > i.tolerance,
+        "collector {naive_collector:.1} % vs /proc/stat {naive_reference:.1} %: the old comparison would pass"
+    );
+
+    // Over the same intervals they agree, per CPU and in total.
+    let c = checks::usage(&i);
+    for cpu in ["cpu0", "cpu1", "total"] {
+        let u = find(&c, "usage-vs-proc-stat", cpu, "/proc/stat");
+        assert_eq!(u.len(), 1);
+        assert_eq!(u[0].verdict, Verdict::Pass, "{u:?}");
+        assert!(u[0].error.as_ref().unwrap().max < 0.5, "{u:?}");
+        assert_eq!(u[0].samples, 18, "t = 3 … 20 s: the snapshots seen after the warm-up");
+        assert!(u[0].reason.as_ref().unwrap().contains("over the same 18 collector intervals"), "{u:?}");
+    }
+    let pairs = checks::matched_usage(&i, &p[0], Some(0));
+    let collector = pairs.iter().map(|x| x.0).sum::<f64>() / pairs.len() as f64;
+    assert!((collector - naive_collector).abs() < 1e-9, "the collector's side is what it reported");
+}

@@ -15,11 +15,18 @@ use std::path::{Path, PathBuf};
 /// error instead of being read until memory runs out.
 pub const MAX_FILE_BYTES: usize = 16 << 20;
 
-fn too_large() -> std::io::Error {
-    std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        format!("longer than {} MiB, which no kernel file is", MAX_FILE_BYTES >> 20),
-    )
+/// The cap for one-value text fields (a governor, a driver or sensor name, a frequency, a
+/// temperature, the hostname, the machine id): a few dozen bytes in every kernel; a sysfs
+/// attribute is at most one page. A longer one is refused rather than carried into every sample.
+pub const MAX_FIELD_BYTES: usize = 4 << 10;
+
+fn too_large(cap: usize) -> std::io::Error {
+    let what = if cap >= 1 << 20 {
+        format!("longer than {} MiB, which no kernel file is", cap >> 20)
+    } else {
+        format!("longer than {} KiB, which no one-value kernel field is", cap >> 10)
+    };
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what)
 }
 
 /// Opens a file for reading without waiting: a FIFO in place of a kernel file would otherwise
@@ -34,14 +41,20 @@ fn open(path: &Path) -> std::io::Result<File> {
 /// asking for the size first (as `std::fs::read` does) is a wasted syscall: read until EOF (at
 /// most [`MAX_FILE_BYTES`]).
 pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
+    read_bytes_capped(path, MAX_FILE_BYTES)
+}
+
+/// [`read_bytes`] with its own cap: more than `cap` bytes is an error, and at most one chunk
+/// past the cap is ever held.
+fn read_bytes_capped(path: &Path, cap: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut f = open(path)?;
-    let mut out = Vec::with_capacity(4096);
+    let mut out = Vec::with_capacity(cap.min(4096));
     let mut chunk = [0u8; 8192];
     loop {
         match f.read(&mut chunk) {
             Ok(0) => return Ok(out),
-            Ok(_) if out.len() >= MAX_FILE_BYTES => return Err(too_large()),
+            Ok(n) if out.len() + n > cap => return Err(too_large(cap)),
             Ok(n) => out.extend_from_slice(&chunk[..n]),
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -49,9 +62,8 @@ pub fn read_bytes(path: &Path) -> std::io::Result<Vec<u8>> {
     }
 }
 
-/// Reads a small kernel file to a string. Errors are rendered for a warning.
-pub fn read_text(path: &Path) -> Result<String, String> {
-    match read_bytes(path) {
+fn text_of(r: std::io::Result<Vec<u8>>) -> Result<String, String> {
+    match r {
         Ok(bytes) => Ok(match String::from_utf8(bytes) {
             Ok(s) => s,
             Err(e) => String::from_utf8_lossy(e.as_bytes()).into_owned(),
@@ -59,6 +71,24 @@ pub fn read_text(path: &Path) -> Result<String, String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("not found".into()),
         Err(e) => Err(format!("unreadable: {e}")),
     }
+}
+
+/// Reads a small kernel file to a string. Errors are rendered for a warning.
+pub fn read_text(path: &Path) -> Result<String, String> {
+    text_of(read_bytes(path))
+}
+
+/// Reads a one-value field (at most [`MAX_FIELD_BYTES`]), trimmed; an empty one is None.
+/// Errors are rendered for a warning.
+pub fn read_field(path: &Path) -> Result<Option<String>, String> {
+    let text = text_of(read_bytes_capped(path, MAX_FIELD_BYTES))?;
+    let t = text.trim();
+    Ok((!t.is_empty()).then(|| t.to_string()))
+}
+
+/// A one-value field, or None when it is missing, empty, unreadable or too long.
+pub fn field_optional(path: &Path) -> Option<String> {
+    read_field(path).ok().flatten()
 }
 
 /// Reads a file once, recording a warning and returning None when it cannot be read.
@@ -94,18 +124,20 @@ fn render(e: &std::io::Error) -> String {
 }
 
 impl KernelFiles {
-    fn read_from(file: &File, buf: &mut Vec<u8>) -> std::io::Result<String> {
-        buf.resize(BUFFER, 0);
+    fn read_from(file: &File, buf: &mut Vec<u8>, cap: usize) -> std::io::Result<String> {
+        // One byte past the cap tells a file of exactly `cap` bytes from a longer one.
+        buf.resize(BUFFER.min(cap + 1), 0);
         let mut len = 0;
         loop {
             if len == buf.len() {
-                // One byte past the cap tells a file of exactly MAX_FILE_BYTES from a longer one.
-                if len > MAX_FILE_BYTES {
-                    // A refused file's 16 MiB are not kept for the collector's lifetime.
-                    *buf = Vec::new();
-                    return Err(too_large());
+                if len > cap {
+                    // A refused file's bytes are not kept for the collector's lifetime.
+                    if buf.len() > BUFFER {
+                        *buf = Vec::new();
+                    }
+                    return Err(too_large(cap));
                 }
-                buf.resize((buf.len() * 2).min(MAX_FILE_BYTES + 1), 0);
+                buf.resize((buf.len() * 2).min(cap + 1), 0);
             }
             match file.read_at(&mut buf[len..], len as u64) {
                 Ok(0) => break,
@@ -125,8 +157,12 @@ impl KernelFiles {
     }
 
     pub fn read(&mut self, path: &Path) -> std::io::Result<String> {
+        self.read_capped(path, MAX_FILE_BYTES)
+    }
+
+    fn read_capped(&mut self, path: &Path, cap: usize) -> std::io::Result<String> {
         if let Some(f) = self.open.get(path) {
-            match Self::read_from(f, &mut self.buf) {
+            match Self::read_from(f, &mut self.buf, cap) {
                 Ok(s) => return Ok(s),
                 // The file went away (a container stopped, a CPU went offline): forget it and retry once.
                 Err(_) => {
@@ -135,7 +171,7 @@ impl KernelFiles {
             }
         }
         let f = open(path)?;
-        let text = Self::read_from(&f, &mut self.buf)?;
+        let text = Self::read_from(&f, &mut self.buf, cap)?;
         if self.open.len() < MAX_OPEN {
             self.open.insert(path.to_path_buf(), f);
         }
@@ -144,6 +180,14 @@ impl KernelFiles {
 
     pub fn optional(&mut self, path: &Path) -> Option<String> {
         self.read(path).ok()
+    }
+
+    /// A one-value field (at most [`MAX_FIELD_BYTES`]), trimmed; None when it is missing,
+    /// empty, unreadable or longer.
+    pub fn field(&mut self, path: &Path) -> Option<String> {
+        let text = self.read_capped(path, MAX_FIELD_BYTES).ok()?;
+        let t = text.trim();
+        (!t.is_empty()).then(|| t.to_string())
     }
 
     pub fn or_warn(&mut self, path: &Path, warnings: &mut Warnings) -> Option<String> {
@@ -217,6 +261,28 @@ mod tests {
         assert_eq!(read_bytes(&exact).unwrap().len(), MAX_FILE_BYTES);
         std::fs::write(&exact, vec![b'7'; MAX_FILE_BYTES + 1]).unwrap();
         assert!(k.read(&exact).is_err() && read_bytes(&exact).is_err());
+    }
+
+    #[test]
+    fn one_value_fields_have_their_own_small_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("scaling_governor");
+        let mut k = KernelFiles::default();
+        std::fs::write(&p, "  schedutil\n").unwrap();
+        assert_eq!((k.field(&p).as_deref(), field_optional(&p).as_deref()), (Some("schedutil"), Some("schedutil")));
+        std::fs::write(&p, "\n").unwrap();
+        assert_eq!((k.field(&p), read_field(&p)), (None, Ok(None)));
+        // Exactly the cap is read whole; one byte more is refused, by both readers.
+        std::fs::write(&p, vec![b'g'; MAX_FIELD_BYTES]).unwrap();
+        assert_eq!(k.field(&p).map(|s| s.len()), Some(MAX_FIELD_BYTES));
+        assert_eq!(field_optional(&p).map(|s| s.len()), Some(MAX_FIELD_BYTES));
+        std::fs::write(&p, vec![b'g'; MAX_FIELD_BYTES + 1]).unwrap();
+        assert_eq!(k.field(&p), None);
+        assert_eq!(read_field(&p), Err("unreadable: longer than 4 KiB, which no one-value kernel field is".into()));
+        // The whole-file reader still takes it, and an endless device is refused at the field cap.
+        assert_eq!(k.read(&p).unwrap().len(), MAX_FILE_BYTES.min(MAX_FIELD_BYTES + 1));
+        assert_eq!(k.field(Path::new("/dev/zero")), None);
+        assert!(read_field(Path::new("/dev/zero")).unwrap_err().contains("longer than 4 KiB"));
     }
 
     #[test]

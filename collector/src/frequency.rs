@@ -83,8 +83,9 @@ fn discover_policies(roots: &Roots) -> Vec<(PathBuf, Vec<u32>)> {
     policies
 }
 
+/// A one-value sysfs field, under the small field cap (a governor or driver name, a frequency).
 fn read_trimmed(path: &Path) -> Option<String> {
-    read_optional(path).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    crate::files::field_optional(path)
 }
 
 fn read_khz(path: &Path) -> Option<u64> {
@@ -131,9 +132,7 @@ impl CpufreqCache {
     /// (some drivers print `<unknown>`) are treated as unreadable, never as 0.
     pub fn read(&mut self, roots: &Roots, cpu: u32, files: &mut KernelFiles) -> Option<CpufreqReading> {
         let e = self.entry(roots, cpu)?;
-        let fresh = |files: &mut KernelFiles, p: &Path| {
-            files.optional(p).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
-        };
+        let fresh = |files: &mut KernelFiles, p: &Path| files.field(p);
         let mut r = CpufreqReading {
             min_khz: e.min_khz,
             max_khz: e.max_khz,

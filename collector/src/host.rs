@@ -1,7 +1,7 @@
 //! The `host` source: facts about the machine (hostname, kernel, OS name) and about the
 //! collector's own process (resident memory, CPU time); plus the time helpers.
 
-use crate::files::{KernelFiles, read_or_warn};
+use crate::files::{KernelFiles, read_field};
 use crate::parse::keyvalue::os_release_field;
 use crate::roots::Roots;
 use crate::warnings::{Warning, Warnings};
@@ -14,8 +14,14 @@ pub struct HostFacts {
 }
 
 pub fn read(roots: &Roots, warnings: &mut Warnings) -> HostFacts {
-    let mut one_line =
-        |rel: &str| read_or_warn(&roots.proc(rel), warnings).map(|s| s.trim().to_string()).filter(|s| !s.is_empty());
+    // One-value fields, under the field cap: a hostname is at most 64 bytes, a release a few dozen.
+    let mut one_line = |rel: &str| {
+        let path = roots.proc(rel);
+        read_field(&path).unwrap_or_else(|e| {
+            warnings.file(&path, e);
+            None
+        })
+    };
     let hostname = one_line("sys/kernel/hostname");
     let kernel = one_line("sys/kernel/osrelease");
     const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
@@ -36,6 +42,15 @@ pub fn read(roots: &Roots, warnings: &mut Warnings) -> HostFacts {
         }
     };
     HostFacts { hostname, os, kernel }
+}
+
+/// The machine's id (`/etc/machine-id`, else dbus's copy): the OTLP `host.id` when the config
+/// names none. Read under the field cap (it is 32 hex digits), so a huge or endless file in its
+/// place is skipped, not carried into every export; None when neither holds one.
+pub fn machine_id(roots: &Roots) -> Option<String> {
+    ["etc/machine-id", "var/lib/dbus/machine-id"]
+        .iter()
+        .find_map(|p| crate::files::field_optional(&roots.rootfs.join(p)))
 }
 
 /// Hostname, kernel and OS name are read again every this many samples.

@@ -163,14 +163,6 @@ fn write_stdout(text: &str) -> Result<()> {
     }
 }
 
-fn machine_id(roots: &Roots) -> Option<String> {
-    ["etc/machine-id", "var/lib/dbus/machine-id"]
-        .iter()
-        .find_map(|p| std::fs::read_to_string(roots.rootfs.join(p)).ok())
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-}
-
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let file = match &cli.config {
@@ -216,7 +208,10 @@ fn main() -> Result<()> {
                                 .clone()
                                 .or(otlp.service_name.clone())
                                 .unwrap_or_else(|| "sysmon-collector".into()),
-                            host_id: host_id.clone().or(otlp.host_id.clone()).or_else(|| machine_id(&roots)),
+                            host_id: host_id
+                                .clone()
+                                .or(otlp.host_id.clone())
+                                .or_else(|| sysmon_collector::host::machine_id(&roots)),
                             vm_id: vm_id.clone().or(otlp.vm_id.clone()),
                             host_name: None,
                         },

@@ -11,8 +11,9 @@ use crate::snapshot::Temperature;
 use crate::warnings::Warnings;
 use std::path::Path;
 
+/// A one-value sysfs field (a zone type, chip name, label, temperature), under the field cap.
 fn trimmed(files: &mut KernelFiles, path: &Path) -> Option<String> {
-    files.optional(path).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    files.field(path)
 }
 
 fn sorted_entries(dir: &Path, prefix: &str) -> Vec<(String, std::path::PathBuf)> {

@@ -490,3 +490,58 @@ fn endless_devices_and_fifos_everywhere_end_in_warnings() {
         Err(_) => panic!("the sampler did not end within {HANG_LIMIT:?} on endless files and FIFOs"),
     }
 }
+
+/// One-value fields (a governor, a driver, a zone type, a chip name, a label, the hostname, the
+/// machine id) are read under the 4 KiB field cap, not the 16 MiB cap of whole files: one that is
+/// longer is not what its path says and is refused, so it never rides along in every sample and
+/// export. A field of exactly the cap is still read whole.
+#[test]
+fn oversize_one_value_fields_are_refused_and_the_rest_is_read() {
+    use sysmon_collector::files::MAX_FIELD_BYTES;
+    let (t, named) = v2_big_little();
+    let huge = "A".repeat(64 << 10);
+    t.write("sys/devices/system/cpu/cpufreq/policy0/scaling_governor", &huge);
+    t.write("sys/devices/system/cpu/cpufreq/policy3/scaling_driver", &format!("{huge}\n"));
+    t.write("sys/devices/virtual/thermal/thermal_zone1/type", &huge);
+    t.write("sys/devices/platform/coretemp.0/hwmon/hwmon1/name", &huge);
+    let exact = "L".repeat(MAX_FIELD_BYTES);
+    t.write("sys/devices/platform/coretemp.0/hwmon/hwmon1/temp2_label", &exact);
+    t.write("proc/sys/kernel/hostname", &huge);
+    let mut sampler = Sampler::new(t.roots(), SamplerOptions { perf: false, cgroups: named });
+    let snap = sampler.sample();
+    check(&snap, "oversize fields");
+    let cpu = |n: u32| snap.cpus.iter().find(|c| c.logical_number == n).unwrap();
+    // policy0 is cpu0-2, policy3 cpu3-6, policy7 cpu7.
+    assert_eq!((cpu(0).governor.as_deref(), cpu(0).driver.as_deref()), (None, Some("qcom-cpufreq-hw")));
+    assert_eq!((cpu(3).governor.as_deref(), cpu(3).driver.as_deref()), (Some("walt"), None));
+    assert_eq!((cpu(7).governor.as_deref(), cpu(7).driver.as_deref()), (Some("walt"), Some("qcom-cpufreq-hw")));
+    assert!(snap.cpus.iter().all(|c| c.frequency_hz.is_some()), "{:?}", snap.cpus);
+    let sensors: Vec<&str> = snap.temperatures.iter().map(|t| t.sensor.as_str()).collect();
+    assert!(
+        sensors.contains(&"thermal_zone0/x86_pkg_temp") && sensors.contains(&"thermal_zone1/unknown"),
+        "{sensors:?}"
+    );
+    assert!(sensors.contains(&"hwmon1/unknown/Package id 0"), "{sensors:?}");
+    assert!(
+        sensors.contains(&format!("hwmon1/unknown/{exact}").as_str()),
+        "the label of exactly the cap is read whole"
+    );
+    assert_eq!(snap.host.hostname, None);
+    assert!(
+        snap.warnings.iter().any(|w| w.source.contains("kernel/hostname") && w.message.contains("longer than 4 KiB")),
+        "{:?}",
+        snap.warnings
+    );
+    assert!(serde_json::to_string(&snap).unwrap().len() < 64 << 10, "no oversize field reached the snapshot");
+
+    // The machine id (the OTLP host.id): an oversize /etc/machine-id gives way to dbus's copy;
+    // with both oversize there is none.
+    let id = "4b1f2f9c0d8e4c7a9a6b5e3d2c1b0a99";
+    t.write("etc/machine-id", &huge);
+    t.write("var/lib/dbus/machine-id", &format!("{id}\n"));
+    assert_eq!(sysmon_collector::host::machine_id(&t.roots()).as_deref(), Some(id));
+    t.write("var/lib/dbus/machine-id", &huge);
+    assert_eq!(sysmon_collector::host::machine_id(&t.roots()), None);
+    t.write("etc/machine-id", &format!("{id}\n"));
+    assert_eq!(sysmon_collector::host::machine_id(&t.roots()).as_deref(), Some(id));
+}

@@ -45,7 +45,9 @@ pub fn run(ws: &Workspace, cmd: CollectorCommand, json: bool) -> crate::Exit {
             }
         }
         CollectorCommand::Status { name } => {
-            let s = block_on(provision::collector_status(ws, name.as_deref()))??;
+            // Warnings (guest output cut at its cap) go to stderr, in --json mode too.
+            let sink = Terminal::new(json, false);
+            let s = block_on(provision::collector_status(ws, name.as_deref(), &sink))??;
             if json {
                 print_json(&s)?;
             } else {

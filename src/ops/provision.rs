@@ -8,7 +8,7 @@ use crate::guest::command::{self, GuestCommand};
 use crate::guest::runner::{self, RunReport};
 use crate::guest::steps::Plan;
 use crate::guest::{bootstrap as bootstrap_plan, collector};
-use crate::ssh::{ExecDeadline, SshSession};
+use crate::ssh::{ExecDeadline, ExecOptions, SshSession};
 use crate::vm::{self, VmState};
 use crate::workspace::Workspace;
 use serde::Serialize;
@@ -253,12 +253,15 @@ fn collector_inputs(ws: &Workspace, state: &VmState, req: &InstallRequest, sink:
 }
 
 /// The guest's address, as the collector's config and its health check need it.
-async fn guest_address(session: &SshSession, name: &str) -> Result<String> {
+async fn guest_address(session: &SshSession, name: &str, sink: &dyn Sink) -> Result<String> {
     let probe = session.exec(collector::ADDRESS_PROBE).await.map_err(|source| OpError::Ssh {
         vm: name.to_string(),
         command: collector::ADDRESS_PROBE.into(),
         source,
     })?;
+    if let Some(w) = probe.cut_warning("the guest address probe", crate::ssh::DEFAULT_MAX_OUTPUT) {
+        sink.warning(w);
+    }
     let printed = String::from_utf8_lossy(&probe.stdout);
     collector::parse_guest_address(&printed).ok_or_else(|| OpError::Failed {
         what: "cannot find the guest's IPv4 address".into(),
@@ -295,7 +298,7 @@ pub async fn provision_locked(
         }
         let mut listen = None;
         if let Some((req, inputs)) = &inputs {
-            let address = guest_address(&session, name).await?;
+            let address = guest_address(&session, name, sink).await?;
             let l = collector::listen(&state.profile, &address);
             let config = inputs.config_file.clone().unwrap_or_else(|| {
                 collector::config_json(&collector::ConfigInput {
@@ -403,6 +406,8 @@ pub struct CollectorStatus {
     pub version: Option<String>,
     pub forward: Option<String>,
     pub answers_via_forward: bool,
+    /// What could not be read whole (the probe's output cut at its cap); also sent as warnings.
+    pub warnings: Vec<String>,
     /// `exit::OK` when the unit is active, else `exit::NOT_READY`.
     pub exit_status: i32,
 }
@@ -413,16 +418,42 @@ impl CollectorStatus {
     }
 }
 
-pub async fn collector_status(ws: &Workspace, name: Option<&str>) -> Result<CollectorStatus> {
+/// What the status probe keeps of each stream: its properties, checksum and version are a few
+/// hundred bytes.
+pub const STATUS_OUTPUT_CAP: usize = 64 << 10;
+
+/// What the status probe printed, over an open session.
+#[derive(Debug, Clone, Default)]
+pub struct StatusProbe {
+    /// `KEY=value` lines (systemd's properties, `sha256`, `version`).
+    pub properties: std::collections::BTreeMap<String, String>,
+    /// What was cut (also sent to the sink as warnings).
+    pub warnings: Vec<String>,
+}
+
+/// Runs the collector status probe on `session` and parses what it printed. Its output is
+/// capped at [`STATUS_OUTPUT_CAP`] per stream (the tail is kept, where the properties of a probe
+/// that printed junk first still are); a cut says so as a warning.
+pub async fn read_status_probe(session: &SshSession, vm: &str, sink: &dyn Sink) -> Result<StatusProbe> {
+    let probe = collector::status_probe()?.render();
+    let out = session
+        .exec_with(&probe, ExecOptions::default().max_output(STATUS_OUTPUT_CAP))
+        .await
+        .map_err(|source| OpError::Ssh { vm: vm.to_string(), command: "the collector status probe".into(), source })?;
+    let warnings: Vec<String> = out.cut_warning("the collector status probe", STATUS_OUTPUT_CAP).into_iter().collect();
+    for w in &warnings {
+        sink.warning(w.clone());
+    }
+    Ok(StatusProbe { properties: collector::parse_properties(&String::from_utf8_lossy(&out.stdout)), warnings })
+}
+
+pub async fn collector_status(ws: &Workspace, name: Option<&str>, sink: &dyn Sink) -> Result<CollectorStatus> {
     let name = super::pick_vm(ws, name)?;
     let paths = ws.vm(&name)?;
     let (state, session) = vm::connect(ws, &paths).await?;
-    let probe = collector::status_probe()?.render();
-    let out = session.exec(&probe).await;
+    let probe = read_status_probe(&session, &name, sink).await;
     session.close().await;
-    let out =
-        out.map_err(|source| OpError::Ssh { vm: name.clone(), command: "the collector status probe".into(), source })?;
-    let kv = collector::parse_properties(&String::from_utf8_lossy(&out.stdout));
+    let StatusProbe { properties: kv, warnings } = probe?;
     let get = |k: &str| kv.get(k).filter(|v| !v.is_empty()).cloned();
     let forward = vm::forwarded(&state, state.profile.collector.port);
     let answers_via_forward = match forward {
@@ -442,6 +473,7 @@ pub async fn collector_status(ws: &Workspace, name: Option<&str>) -> Result<Coll
         version: get("version"),
         forward: forward.map(|p| format!("127.0.0.1:{p}")),
         answers_via_forward,
+        warnings,
         exit_status: crate::exit::OK,
     };
     if !s.is_active() {

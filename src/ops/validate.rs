@@ -51,10 +51,32 @@ fn rfc3339(t: f64) -> String {
     sysmon_collector::host::rfc3339((t * 1e9) as u64)
 }
 
-async fn guest_text(session: &SshSession, vm: &str, cmd: &crate::guest::command::GuestCommand) -> Result<String> {
+/// A short probe's stdout (the clock, whether stress-ng is there); a cut is a warning.
+async fn guest_text(
+    session: &SshSession,
+    vm: &str,
+    cmd: &crate::guest::command::GuestCommand,
+    sink: &dyn Sink,
+) -> Result<String> {
     let line = cmd.render();
-    let o = session.exec(&line).await.map_err(|source| OpError::Ssh { vm: vm.to_string(), command: line, source })?;
+    let o = session.exec(&line).await.map_err(|source| OpError::Ssh {
+        vm: vm.to_string(),
+        command: line.clone(),
+        source,
+    })?;
+    if let Some(w) = o.cut_warning(&format!("`{}`", crate::sanitize::line(&line)), crate::ssh::DEFAULT_MAX_OUTPUT) {
+        sink.warning(w);
+    }
     Ok(String::from_utf8_lossy(&o.stdout).into_owned())
+}
+
+/// Warns when a phase command's output was cut at [`PHASE_OUTPUT_CAP`]: its readings before the
+/// kept tail are missing from the checks (for the reference loop, all of them: its first line
+/// carries the clock every pass is timed by).
+fn warn_if_cut(sink: &dyn Sink, phase: PhaseKind, what: &str, out: &crate::ssh::Output) {
+    if let Some(w) = out.cut_warning(&format!("the {} phase's {what}", phase.as_str()), PHASE_OUTPUT_CAP) {
+        sink.warning(format!("{w}; readings in the dropped part are missing from the checks"));
+    }
 }
 
 /// Snapshots from the collector through the host forward, once per interval, until `until`.
@@ -282,7 +304,7 @@ async fn measure(
     let mut probes = Vec::new();
     for _ in 0..5 {
         let before = now();
-        let g = guest_text(&session, vm_name, &validate::clock_probe()).await?;
+        let g = guest_text(&session, vm_name, &validate::clock_probe(), sink).await?;
         let after = now();
         if let Ok(t) = g.trim().parse::<f64>() {
             probes.push((before, t, after));
@@ -291,7 +313,7 @@ async fn measure(
     let offset = validate::clock_offset(&probes)
         .ok_or_else(|| OpError::Invalid("could not read the guest's clock (`date +%s.%N` printed no time)".into()))?;
     sink.info(format!("validate: guest clock {:+.3} s from the host (±{:.3} s)", offset.0, offset.1));
-    if guest_text(&session, vm_name, &validate::stress_ng_probe()).await?.trim() == "missing" {
+    if guest_text(&session, vm_name, &validate::stress_ng_probe(), sink).await?.trim() == "missing" {
         return Err(OpError::Tool {
             what: "stress-ng is not installed in the guest".into(),
             hint: "run `sysmonvm bootstrap` first".into(),
@@ -348,18 +370,22 @@ async fn measure(
             let what = what.to_string();
             move |source| OpError::Ssh { vm: vm_name.to_string(), command: what, source }
         };
-        if let Some(o) = load.map_err(ssh_err("the phase's load"))?
-            && o.status != 0
-        {
-            return Err(OpError::Failed {
-                what: format!("the {} phase's load failed ({})", kind.as_str(), o.status),
-                detail: String::from_utf8_lossy(&o.stderr).trim().to_string(),
-            });
+        if let Some(o) = load.map_err(ssh_err("the phase's load"))? {
+            warn_if_cut(sink, *kind, "load", &o);
+            if o.status != 0 {
+                return Err(OpError::Failed {
+                    what: format!("the {} phase's load failed ({})", kind.as_str(), o.status),
+                    detail: String::from_utf8_lossy(&o.stderr).trim().to_string(),
+                });
+            }
         }
         windows.push(PhaseWindow { kind: *kind, start, end });
-        ref_samples
-            .extend(refs::parse(&String::from_utf8_lossy(&refs_out.map_err(ssh_err("the reference loop"))?.stdout)));
-        let perf_text = String::from_utf8_lossy(&perf_out.map_err(ssh_err("perf stat"))?.stdout).into_owned();
+        let refs_out = refs_out.map_err(ssh_err("the reference loop"))?;
+        warn_if_cut(sink, *kind, "reference loop", &refs_out);
+        ref_samples.extend(refs::parse(&String::from_utf8_lossy(&refs_out.stdout)));
+        let perf_out = perf_out.map_err(ssh_err("perf stat"))?;
+        warn_if_cut(sink, *kind, "perf stat", &perf_out);
+        let perf_text = String::from_utf8_lossy(&perf_out.stdout).into_owned();
         let parsed = perfstat::parse(&perf_text);
         if parsed.intervals.is_empty() {
             perf_missing = Some(if parsed.unsupported {
@@ -383,4 +409,34 @@ async fn measure(
     session.close().await;
     snapshots.sort_by_key(|s| s.timestamp_unix_nano);
     Ok(Measured { windows, snapshots, refs: ref_samples, perf, perf_missing, offset, host, host_missing })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::events::Collected;
+
+    #[test]
+    fn a_phase_output_cut_at_the_cap_is_a_warning_naming_it() {
+        let out = |dropped| crate::ssh::Output {
+            status: 0,
+            stdout: b"@@t 1.0\n".to_vec(),
+            stderr: vec![],
+            stdout_dropped: dropped,
+            stderr_dropped: 0,
+        };
+        let sink = Collected::default();
+        warn_if_cut(&sink, PhaseKind::All, "reference loop", &out(0));
+        assert!(sink.events().is_empty());
+        warn_if_cut(&sink, PhaseKind::All, "reference loop", &out(1234));
+        match sink.events().as_slice() {
+            [Event::Warning { message }] => assert_eq!(
+                message,
+                "the all phase's reference loop printed more than the 64 MiB kept of each stream: the first 1234 \
+                 bytes of its stdout were dropped, so only the end of its output was read; readings in the dropped \
+                 part are missing from the checks"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
 }

@@ -371,6 +371,59 @@ fn ref_usage(i: &Inputs, p: &PhaseWindow, cpu: Option<u32>) -> Option<f64> {
     (d.total() > 0).then(|| d.busy() as f64 / d.total() as f64 * 100.0)
 }
 
+/// A CPU's (None: the total's) cumulative busy and total ticks in one reference reading.
+fn ref_ticks(s: &RefSample, cpu: Option<u32>) -> Option<(f64, f64)> {
+    let t = match cpu {
+        Some(c) => cpu_times(s, c)?,
+        None => s.stat.as_ref()?.total?,
+    };
+    Some((t.busy() as f64, t.total() as f64))
+}
+
+/// The reference's cumulative (busy, total) ticks of a CPU (None: the total) at guest time `t`,
+/// interpolated linearly between the last reading at or before `t` and the first at or after it.
+/// None outside the readings: never extrapolated.
+pub fn ref_ticks_at(refs: &[RefSample], cpu: Option<u32>, t: f64) -> Option<(f64, f64)> {
+    let with = |s: &&RefSample| s.time.is_finite() && ref_ticks(s, cpu).is_some();
+    let before = refs.iter().filter(with).filter(|s| s.time <= t).max_by(|a, b| a.time.total_cmp(&b.time))?;
+    let after = refs.iter().filter(with).filter(|s| s.time >= t).min_by(|a, b| a.time.total_cmp(&b.time))?;
+    let (a, b) = (ref_ticks(before, cpu)?, ref_ticks(after, cpu)?);
+    let span = after.time - before.time;
+    if span <= 0.0 {
+        return Some(a);
+    }
+    let f = (t - before.time) / span;
+    Some((a.0 + (b.0 - a.0) * f, a.1 + (b.1 - a.1) * f))
+}
+
+/// The reference's busy share in percent over exactly `[from, to]` (guest times), from its
+/// counters interpolated to both ends; None when the readings do not cover it or no tick passed.
+pub fn ref_usage_between(refs: &[RefSample], cpu: Option<u32>, from: f64, to: f64) -> Option<f64> {
+    let (a, b) = (ref_ticks_at(refs, cpu, from)?, ref_ticks_at(refs, cpu, to)?);
+    let (busy, total) = ((b.0 - a.0).max(0.0), b.1 - a.1);
+    (total > 0.0).then(|| (busy / total * 100.0).min(100.0))
+}
+
+/// For each settled collector snapshot of the phase whose window (its `interval_seconds` up to
+/// its timestamp) the reference readings cover: (the collector's usage, the reference's usage
+/// over exactly that window). Comparing these compares the same intervals, whichever snapshots
+/// the polling saw and wherever the reference's own readings fell.
+pub fn matched_usage(i: &Inputs, p: &PhaseWindow, cpu: Option<u32>) -> Vec<(f64, f64)> {
+    i.collector
+        .iter()
+        .filter(|s| p.settled(snapshot_time(s), i.warmup))
+        .filter_map(|s| {
+            let dt = s.interval_seconds.filter(|d| d.is_finite() && *d > 0.0)?;
+            let u = match cpu {
+                Some(c) => s.cpus.iter().find(|r| r.logical_number == c)?.usage?.usage_pct,
+                None => s.cpu_total?.usage_pct,
+            };
+            let t = snapshot_time(s);
+            Some((u, ref_usage_between(i.refs, cpu, t - dt, t)?))
+        })
+        .collect()
+}
+
 fn collector_usage(i: &Inputs, p: &PhaseWindow, cpu: Option<u32>) -> Vec<f64> {
     i.collector
         .iter()
@@ -396,6 +449,22 @@ pub fn usage(i: &Inputs) -> Vec<Check> {
             let col = collector_usage(i, p, *cpu);
             let c =
                 check("usage-vs-proc-stat", Some(p.kind), Some(label.clone()), "collector", "/proc/stat read directly");
+            let pairs = matched_usage(i, p, *cpu);
+            let (m, r) = (
+                mean(&pairs.iter().map(|x| x.0).collect::<Vec<_>>()),
+                mean(&pairs.iter().map(|x| x.1).collect::<Vec<_>>()),
+            );
+            if let (Some(m), Some(r)) = (m, r) {
+                let mut c = judged(c, &[(m - r).abs()], i.tolerance, "pp", |e| e.max);
+                c.samples = pairs.len();
+                c.reason = Some(format!(
+                    "collector {m:.1} % vs /proc/stat {r:.1} % over the same {} collector intervals (the reference's counters interpolated to each interval's ends)",
+                    pairs.len()
+                ));
+                out.push(c);
+                continue;
+            }
+            // Snapshots without their window's length (an older collector): first to last reading.
             match (mean(&col), ref_usage(i, p, *cpu)) {
                 (Some(m), Some(r)) => {
                     let mut c = judged(c, &[(m - r).abs()], i.tolerance, "pp", |e| e.max);
@@ -600,5 +669,40 @@ pub fn exit_status(checks: &mut [Check], require_frequency: bool) -> i32 {
         crate::exit::NOT_READY
     } else {
         crate::exit::OK
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sysmon_collector::parse::stat::{CpuTimes, ProcStat};
+
+    /// A reference reading at `time` with cpu0's and the total's cumulative (busy, idle) ticks.
+    fn reading(time: f64, busy: u64, idle: u64) -> RefSample {
+        let t = CpuTimes { user: busy, idle, ..Default::default() };
+        RefSample {
+            time,
+            stat: Some(ProcStat { total: Some(t), cpus: vec![(0, t)], bad_lines: 0 }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn reference_counters_interpolate_between_readings_and_never_beyond() {
+        // The guest's /proc/stat at USER_HZ 100, read 1.02 s apart: 61 busy ticks of 102.
+        let refs = [reading(1_764_000_010.20, 51_234, 98_000), reading(1_764_000_011.22, 51_295, 98_041)];
+        let (busy, total) = ref_ticks_at(&refs, Some(0), 1_764_000_010.71).unwrap();
+        assert!((busy - 51_264.5).abs() < 1e-3 && (total - (149_234.0 + 51.0)).abs() < 1e-3, "{busy} {total}");
+        assert_eq!(ref_ticks_at(&refs, None, 1_764_000_010.20), Some((51_234.0, 149_234.0)));
+        assert_eq!(ref_ticks_at(&refs, Some(0), 1_764_000_010.19), None);
+        assert_eq!(ref_ticks_at(&refs, Some(0), 1_764_000_011.23), None);
+        assert_eq!(ref_ticks_at(&refs, Some(1), 1_764_000_010.71), None, "no such CPU");
+        let u = ref_usage_between(&refs, Some(0), 1_764_000_010.40, 1_764_000_011.0).unwrap();
+        assert!((u - 61.0 / 102.0 * 100.0).abs() < 1e-9, "{u}");
+        // A reading without /proc/stat is skipped; no tick in the window gives no usage.
+        let mut gap = refs.to_vec();
+        gap.insert(1, RefSample { time: 1_764_000_010.7, ..Default::default() });
+        assert_eq!(ref_ticks_at(&gap, Some(0), 1_764_000_010.71), ref_ticks_at(&refs, Some(0), 1_764_000_010.71));
+        assert_eq!(ref_usage_between(&refs, Some(0), 1_764_000_010.5, 1_764_000_010.5), None);
     }
 }

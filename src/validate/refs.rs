@@ -27,7 +27,8 @@ struct Pass<'a> {
     sysfs: Vec<&'a str>,
 }
 
-/// Parses the loop's whole output. The first line is `@@wall <unix seconds> <uptime seconds>`;
+/// Parses the loop's whole output. The first line is `@@wall <unix seconds> <uptime seconds>
+/// [<uptime seconds after>]` (the wall clock read between the two uptimes, which are averaged);
 /// each pass starts with `@@t <uptime seconds>`.
 pub fn parse(text: &str) -> Vec<RefSample> {
     let mut wall_minus_uptime: Option<f64> = None;
@@ -42,12 +43,14 @@ pub fn parse(text: &str) -> Vec<RefSample> {
         let mut words = line.split_whitespace();
         match words.next() {
             Some("@@wall") => {
-                let wall = words.next().and_then(|w| w.parse::<f64>().ok());
-                let up = words.next().and_then(|w| w.parse::<f64>().ok());
-                if let (Some(w), Some(u)) = (wall, up)
-                    && w.is_finite()
-                    && u.is_finite()
-                {
+                let mut num = || words.next().and_then(|w| w.parse::<f64>().ok()).filter(|v| v.is_finite());
+                let (wall, up, up_after) = (num(), num(), num());
+                // The uptime read after `date` too, when the loop printed it: the midpoint.
+                let up = match (up, up_after) {
+                    (Some(a), Some(b)) if b >= a => Some((a + b) / 2.0),
+                    (up, _) => up,
+                };
+                if let (Some(w), Some(u)) = (wall, up) {
                     wall_minus_uptime = Some(w - u);
                 }
             }
@@ -135,6 +138,16 @@ cpu1 5 0 3 500 0 0 0 0 0 0
         assert_eq!(s[0].sysfs_hz[1], (1, "scaling_cur_freq".to_string(), 1.2e9));
         assert_eq!(s[1].stat.as_ref().unwrap().cpus[0].1.user, 105);
         assert!(s[1].cpuinfo_hz.is_empty());
+    }
+
+    #[test]
+    fn the_wall_clock_is_placed_between_the_uptimes_around_it() {
+        // `date` took 0.08 s to start in a loaded guest: the pass is timed by the midpoint.
+        let s = parse("@@wall 1764000000.50 100.20 100.28\n@@t 101.00\ncpu  1 0 0 1 0 0 0 0 0 0\n");
+        assert!((s[0].time - (1764000000.50 - 100.24 + 101.00)).abs() < 1e-6, "{}", s[0].time);
+        // An uptime after that is earlier than the one before is ignored.
+        let s = parse("@@wall 1764000000.50 100.20 99.0\n@@t 101.00\ncpu  1 0 0 1 0 0 0 0 0 0\n");
+        assert!((s[0].time - 1764000001.30).abs() < 1e-6, "{}", s[0].time);
     }
 
     #[test]

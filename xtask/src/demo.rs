@@ -195,18 +195,50 @@ fn stop_what_this_run_started(demo: &Demo, was_running: bool, up: ExitStatus) ->
     bail!("sysmonvm up failed ({up}); its message is above. `cargo xtask demo` again continues from there")
 }
 
-/// A plain HTTP/1.1 GET to the collector's 127.0.0.1 forward, with a deadline and a size cap.
+/// How long one GET to the collector's forward may take, connect to last byte.
+const GET_DEADLINE: Duration = Duration::from_secs(15);
+/// The most a GET reads (a snapshot of a few hundred CPUs is well under 1 MiB).
+const GET_CAP: usize = 16 << 20;
+
+/// A plain HTTP/1.1 GET to the collector's 127.0.0.1 forward, with one deadline for the whole
+/// request and a size cap.
 fn http_get(addr: &str, path: &str) -> Result<String> {
-    const CAP: u64 = 16 << 20;
-    let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    s.set_write_timeout(Some(Duration::from_secs(10)))?;
+    http_get_within(addr, path, GET_DEADLINE, GET_CAP)
+}
+
+/// [`http_get`] with its deadline and cap. The deadline covers connect, request and every read
+/// together (each read waits at most for what is left of it), so a peer that drips a byte at a
+/// time cannot stretch the GET; more than `cap` bytes is an error, not a cut body.
+fn http_get_within(addr: &str, path: &str, deadline: Duration, cap: usize) -> Result<String> {
+    let until = std::time::Instant::now() + deadline;
+    let left = || until.checked_duration_since(std::time::Instant::now()).filter(|d| !d.is_zero());
+    let overran = || anyhow::anyhow!("GET http://{addr}{path}: no complete answer within {deadline:?}");
+    let sockaddr: std::net::SocketAddr = addr.parse().with_context(|| format!("{addr} is no IP:port"))?;
+    let mut s = TcpStream::connect_timeout(&sockaddr, deadline).with_context(|| format!("connect {addr}"))?;
+    s.set_write_timeout(Some(left().ok_or_else(overran)?))?;
     write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
     let mut raw = Vec::new();
-    s.take(CAP).read_to_end(&mut raw)?;
+    let mut chunk = [0u8; 8192];
+    loop {
+        s.set_read_timeout(Some(left().ok_or_else(overran)?))?;
+        match s.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) if raw.len() + n > cap => bail!("GET http://{addr}{path}: the answer is longer than {cap} bytes"),
+            Ok(n) => raw.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                return Err(overran());
+            }
+            Err(e) => return Err(e).with_context(|| format!("GET http://{addr}{path}")),
+        }
+    }
     let text = String::from_utf8_lossy(&raw);
     let (head, body) = text.split_once("\r\n\r\n").context("no HTTP header")?;
-    ensure!(head.starts_with("HTTP/1.1 200"), "GET {path}: {}", head.lines().next().unwrap_or(""));
+    ensure!(
+        head.starts_with("HTTP/1.1 200"),
+        "GET {path}: {}",
+        sysmonvm::sanitize::line(head.lines().next().unwrap_or(""))
+    );
     Ok(body.to_string())
 }
 
@@ -224,5 +256,69 @@ fn print_readings(snap: &Value) {
             clean(&c["frequency_source"]),
             clean(&c["frequency_note"])
         );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use std::time::Instant;
+
+    /// A real server on 127.0.0.1 that reads the request and answers with `answer`, run on a
+    /// thread for one connection.
+    fn serve_once(answer: impl FnOnce(&mut TcpStream) + Send + 'static) -> String {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        std::thread::spawn(move || {
+            if let Ok((mut s, _)) = l.accept() {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                answer(&mut s);
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_get_reads_the_body() {
+        let addr = serve_once(|s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\n\r\n{\"a\":1}");
+        });
+        assert_eq!(http_get_within(&addr, "/v1/snapshot", Duration::from_secs(60), 1 << 20).unwrap(), "{\"a\":1}");
+    }
+
+    /// A peer that drips a byte every 100 ms (each read gets something well within any per-read
+    /// timeout) for up to 60 s: the GET ends at its own deadline. The bound below only fails a GET
+    /// that waited for the drip to end; it says nothing about speed.
+    #[test]
+    fn a_dripping_peer_ends_at_the_whole_request_deadline() {
+        let addr = serve_once(|s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            let until = Instant::now() + Duration::from_secs(60);
+            while Instant::now() < until && s.write_all(b"x").is_ok() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        });
+        let deadline = Duration::from_secs(2);
+        let started = Instant::now();
+        let e = http_get_within(&addr, "/v1/snapshot", deadline, 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("no complete answer within 2s"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(40), "waited for the drip to end: {:?}", started.elapsed());
+    }
+
+    #[test]
+    fn an_endless_body_stops_at_the_cap() {
+        let addr = serve_once(|s| {
+            let _ = s.write_all(b"HTTP/1.1 200 OK\r\n\r\n");
+            let chunk = [b'y'; 64 << 10];
+            for _ in 0..4096 {
+                if s.write_all(&chunk).is_err() {
+                    break;
+                }
+            }
+        });
+        let e = http_get_within(&addr, "/v1/snapshot", Duration::from_secs(120), 1 << 20).unwrap_err();
+        assert!(e.to_string().contains("longer than 1048576 bytes"), "{e}");
     }
 }
