@@ -1,9 +1,8 @@
 //! Provisioning speed: on the running, provisioned test guest, N rounds of `sysmonvm up` (a
 //! no-op), `bootstrap` and `collector install` (no-ops), `collector status` and `vm status`,
 //! interleaved with the baseline, one `ssh -o BatchMode=yes … true` with the same key, so every
-//! command is measured under the same load as its baseline. SSH logins and the bytes the guest
-//! received are counted outside sysmonvm: from the guest sshd's log and its NIC's receive
-//! counter. The first provisioning (the `up` that boots the guest) is reported beside the boot,
+//! command is measured under the same load as its baseline. SSH logins are counted outside
+//! sysmonvm, from the guest sshd's log. The first provisioning (the `up` that boots the guest) is reported beside the boot,
 //! split into the time the guest spent in its steps and the rest (SSH, transfer, health check).
 
 use anyhow::{Context, Result, bail, ensure};
@@ -55,17 +54,12 @@ impl Bench {
         Ok((secs, String::from_utf8_lossy(&o.stdout).into_owned()))
     }
 
-    /// (logins accepted by the guest's sshd since boot, bytes its NIC received): read over SSH,
-    /// so each reading counts its own login and traffic (subtracted by the caller).
-    fn guest_counters(&self) -> Result<(u64, u64)> {
-        let (_, out) = self.ssh(
-            "sudo -n journalctl -b -o cat _COMM=sshd -t sshd 2>/dev/null | grep -c '^Accepted publickey'; \
-             awk -F'[: ]+' '$2 !~ /^lo$/ && NR > 2 { rx += $3 } END { print rx }' /proc/net/dev",
-        )?;
-        let mut lines = out.lines().map(|l| l.trim().parse::<u64>());
-        let logins = lines.next().context("sshd log count")?.context("sshd log count")?;
-        let rx = lines.next().context("rx bytes")?.context("rx bytes")?;
-        Ok((logins, rx))
+    /// Logins the guest's sshd accepted since boot: read over SSH, so each reading counts its
+    /// own login too (subtracted by the caller).
+    fn guest_logins(&self) -> Result<u64> {
+        let (_, out) =
+            self.ssh("sudo -n journalctl -b -o cat _COMM=sshd -t sshd 2>/dev/null | grep -c '^Accepted publickey'")?;
+        Ok(out.trim().parse::<u64>().context("sshd log count")?)
     }
 }
 
@@ -136,10 +130,11 @@ fn measure(b: &mut Bench, root: &Path, rounds: usize) -> Result<()> {
     let first = up["provision"]["seconds"].as_f64().context("provision.seconds")?;
     let guest_first = step_seconds(&up["provision"]["bootstrap"]) + step_seconds(&up["provision"]["collector"]["run"]);
 
-    // Logins and bytes of one run of each command, counted in the guest.
-    let (logins0, rx0) = b.guest_counters()?;
-    let (logins1, rx1) = b.guest_counters()?;
-    let (reading_logins, reading_rx) = (logins1 - logins0, rx1 - rx0);
+    // The logins of one run of each command, counted in the guest.
+    let reading_logins = {
+        let first = b.guest_logins()?;
+        b.guest_logins()? - first
+    };
     let mut counted = Vec::new();
     let commands: [(&str, Vec<&str>); 5] = [
         ("sysmonvm up (no-op)", vec!["up", "--profile", "debian-12-x86_64", "--name", "bench"]),
@@ -148,13 +143,11 @@ fn measure(b: &mut Bench, root: &Path, rounds: usize) -> Result<()> {
         ("sysmonvm collector status", vec!["collector", "status", "bench"]),
         ("sysmonvm vm status", vec!["vm", "status", "bench"]),
     ];
-    let mut before = b.guest_counters()?;
+    let mut before = b.guest_logins()?;
     for (label, args) in &commands {
         b.sysmonvm(args)?;
-        let after = b.guest_counters()?;
-        let logins = (after.0 - before.0).saturating_sub(reading_logins);
-        let kb = (after.1 - before.1).saturating_sub(reading_rx) as f64 / 1e3;
-        counted.push((*label, logins, kb));
+        let after = b.guest_logins()?;
+        counted.push((*label, (after - before).saturating_sub(reading_logins)));
         before = after;
     }
 
@@ -183,8 +176,8 @@ fn measure(b: &mut Bench, root: &Path, rounds: usize) -> Result<()> {
     println!("| `ssh -o BatchMode=yes … true` (baseline) | {base:.2} | 1.00 | 1 | |");
     for (i, (label, _)) in commands.iter().enumerate() {
         let m = median(times[i].clone());
-        let (_, logins, kb) = counted[i];
-        println!("| `{label}` | {m:.2} | {:.2} | {logins} | {kb:.0} |", m / base);
+        let (_, logins) = counted[i];
+        println!("| `{label}` | {m:.2} | {:.2} | {logins} |", m / base);
     }
     println!(
         "\nguest time in the no-op `up`'s steps (median): {:.2} s; the rest is SSH, the script's transfer and the health check",
