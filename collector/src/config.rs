@@ -261,8 +261,9 @@ impl FileConfig {
     }
 
     /// The addresses and security the file asks for. A config of the earlier form serves HTTP
-    /// on `listen_addr` and no gRPC, with a warning naming `http_listen_addr`; any other config
-    /// with ServiceRadar keys serves gRPC on `listen_addr` (default 0.0.0.0:50110).
+    /// on `listen_addr` and no gRPC, with a warning naming `http_listen_addr`; a config with
+    /// `http_listen_addr` or `security` serves gRPC on `listen_addr` (default 0.0.0.0:50110); one
+    /// with none of the three serves HTTP only.
     pub fn endpoints(&self, path: &Path) -> Result<Endpoints, ConfigError> {
         let mut warnings = Vec::new();
         if let Some(d) = self.sample_interval
@@ -284,8 +285,16 @@ impl FileConfig {
             ));
             return Ok(Endpoints { http: self.listen_addr.clone(), grpc: None, security, warnings });
         }
-        let grpc = self.listen_addr.clone().unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into());
-        Ok(Endpoints { http: self.http_listen_addr.clone(), grpc: Some(grpc), security, warnings })
+        // ServiceRadar's form (`http_listen_addr` or `security` present): gRPC on listen_addr,
+        // default 0.0.0.0:50110 as ServiceRadar's checker has it. A config naming no address at
+        // all serves HTTP only.
+        let serviceradar_form = self.http_listen_addr.is_some() || self.security.is_some();
+        let grpc = if serviceradar_form {
+            Some(self.listen_addr.clone().unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into()))
+        } else {
+            None
+        };
+        Ok(Endpoints { http: self.http_listen_addr.clone(), grpc, security, warnings })
     }
 }
 
@@ -365,6 +374,8 @@ mod tests {
         let slow = parse(p, r#"{"http_listen_addr":"127.0.0.1:0","sample_interval":"10s"}"#).unwrap();
         let e = slow.endpoints(p).unwrap();
         assert_eq!(e.grpc.as_deref(), Some(DEFAULT_GRPC_LISTEN));
+        let none = parse(p, r#"{"perf":false}"#).unwrap().endpoints(p).unwrap();
+        assert_eq!((none.http, none.grpc), (None, None));
         assert!(e.warnings.iter().any(|w| w.contains("clamp")), "{:?}", e.warnings);
 
         for (bad, says) in [
