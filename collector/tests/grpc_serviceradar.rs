@@ -188,7 +188,10 @@ fn call_headers(path: &str) -> Vec<u8> {
 
 /// Everything the server sends until it closes or sends a stream's END_STREAM headers; frames
 /// as (type, flags, stream, payload). The read deadline is far beyond anything expected.
-fn read_frames(s: &mut TcpStream, until_end_of: Option<u32>) -> (Vec<(u8, u8, u32, Vec<u8>)>, bool) {
+/// (type, flags, stream, payload)
+type Frame = (u8, u8, u32, Vec<u8>);
+
+fn read_frames(s: &mut TcpStream, until_end_of: Option<u32>) -> (Vec<Frame>, bool) {
     s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut buf = Vec::new();
     let mut frames = Vec::new();
@@ -216,7 +219,7 @@ fn read_frames(s: &mut TcpStream, until_end_of: Option<u32>) -> (Vec<(u8, u8, u3
     }
 }
 
-fn grpc_status(frames: &[(u8, u8, u32, Vec<u8>)], stream: u32) -> Option<(String, String)> {
+fn grpc_status(frames: &[Frame], stream: u32) -> Option<(String, String)> {
     let mut d = Decoder::new(4096, 1 << 20);
     for (kind, flags, id, payload) in frames {
         if *kind != 1 {
