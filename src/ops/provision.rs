@@ -73,6 +73,11 @@ pub struct InstallRequest {
     pub cgroups: Vec<String>,
     /// The checkout to build from.
     pub source: Option<PathBuf>,
+    /// Install as ServiceRadar's sysmon-vm checker: report the agent's check entry.
+    pub serviceradar: bool,
+    /// ServiceRadar's mTLS files (root.pem, checkers.pem, checkers-key.pem) for the gRPC
+    /// endpoint; needs a collector built with feature `mtls`.
+    pub certs: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -84,6 +89,17 @@ pub struct InstallReport {
     /// `127.0.0.1:PORT` on the host, when the profile forwards the collector's port.
     pub forward: Option<String>,
     pub answers_via_forward: bool,
+    /// The gRPC checker address in the guest (`listen_addr`).
+    pub grpc_listen: String,
+    /// `127.0.0.1:PORT` on the host forwarding the gRPC port; null when the running QEMU was
+    /// started without it (then `restart_needed`).
+    pub grpc_forward: Option<String>,
+    /// `none` or `mtls`.
+    pub grpc_security: String,
+    /// The QEMU process predates the gRPC forward: `sysmonvm down` and `up` add it.
+    pub restart_needed: bool,
+    /// With `--serviceradar`: the entry for ServiceRadar's agent (`{"name","type","details"}`).
+    pub serviceradar_check: Option<collector::CheckEntry>,
     pub run: RunReport,
 }
 
@@ -103,12 +119,13 @@ fn collector_binary(ws: &Workspace, target: &str, req: &InstallRequest, sink: &d
     if let Some(b) = &req.binary {
         return Ok(b.clone());
     }
-    let staged = ws.collector_binary(target);
+    let mtls = req.certs.is_some();
+    let staged = if mtls { ws.collector_binary_mtls(target) } else { ws.collector_binary(target) };
     if staged.is_file() {
         return Ok(staged);
     }
     match collector::find_source(req.source.as_deref()) {
-        Some(src) => build_in(ws, &src, target, sink),
+        Some(src) => build_in(ws, &src, target, mtls, sink),
         None => Err(OpError::Tool {
             what: format!(
                 "no collector binary for {target}: looked for {} and for a sysmonvm checkout to build one from",
@@ -128,6 +145,8 @@ pub struct BuildRequest {
     pub target: Option<String>,
     pub profile: Option<String>,
     pub source: Option<PathBuf>,
+    /// Build with feature `mtls` (needs the target's C cross compiler) and stage it apart.
+    pub mtls: bool,
 }
 
 pub fn collector_build(ws: &Workspace, req: &BuildRequest, sink: &dyn Sink) -> Result<BuildReport> {
@@ -142,13 +161,13 @@ pub fn collector_build(ws: &Workspace, req: &BuildRequest, sink: &dyn Sink) -> R
         what: "no sysmonvm checkout found to build the collector from".into(),
         hint: "pass --source DIR (or set SYSMONVM_SOURCE), or use released collector binaries".into(),
     })?;
-    let staged = build_in(ws, &src, &target, sink)?;
+    let staged = build_in(ws, &src, &target, req.mtls, sink)?;
     let bytes = std::fs::read(&staged).map_err(OpError::io(staged.display()))?;
     Ok(BuildReport { target, sha256: sha256_hex(&bytes), binary: staged })
 }
 
 /// Cross-builds the collector in `source` (cargo's output as events) and stages it.
-fn build_in(ws: &Workspace, source: &Path, target: &str, sink: &dyn Sink) -> Result<PathBuf> {
+fn build_in(ws: &Workspace, source: &Path, target: &str, mtls: bool, sink: &dyn Sink) -> Result<PathBuf> {
     use std::io::BufRead;
     if !collector::is_source(source) {
         return Err(OpError::Invalid(format!(
@@ -156,12 +175,24 @@ fn build_in(ws: &Workspace, source: &Path, target: &str, sink: &dyn Sink) -> Res
             source.display()
         )));
     }
-    let argv = collector::build_argv(target);
+    let argv = if mtls { collector::build_argv_mtls(target) } else { collector::build_argv(target) };
     sink.emit(Event::PhaseStarted {
         phase: "build".into(),
-        detail: Some(format!("sysmon-collector for {target} in {}", source.display())),
+        detail: Some(format!(
+            "sysmon-collector{} for {target} in {}",
+            if mtls { " (feature mtls)" } else { "" },
+            source.display()
+        )),
     });
-    let mut child = std::process::Command::new(&argv[0])
+    let mut command = std::process::Command::new(&argv[0]);
+    // ring's C for the target: Debian's cross compiler unless the caller chose one.
+    if mtls
+        && let Some((var, cc)) = collector::cross_cc(target)
+        && std::env::var_os(&var).is_none()
+    {
+        command.env(var, cc);
+    }
+    let mut child = command
         .args(&argv[1..])
         .current_dir(source)
         .stdout(std::process::Stdio::null())
@@ -183,6 +214,9 @@ fn build_in(ws: &Workspace, source: &Path, target: &str, sink: &dyn Sink) -> Res
     if !status.success() {
         let hint = if stderr.contains("can't find crate for `std`") || stderr.contains("target may not be installed") {
             format!("rustup target add {target}")
+        } else if mtls && stderr.contains("ring") {
+            let cc = collector::cross_cc(target).map_or("a C cross compiler", |c| c.1);
+            format!("the mtls build compiles ring's C for {target} with {cc}: `cargo xtask deps --install` installs it")
         } else {
             "see cargo's output above".to_string()
         };
@@ -190,7 +224,7 @@ fn build_in(ws: &Workspace, source: &Path, target: &str, sink: &dyn Sink) -> Res
     }
     let cargo_target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
     let built = collector::built_binary(source, cargo_target.as_deref(), target);
-    let staged = ws.collector_binary(target);
+    let staged = if mtls { ws.collector_binary_mtls(target) } else { ws.collector_binary(target) };
     let dir = staged.parent().expect("a staged path has a parent");
     std::fs::create_dir_all(dir).map_err(OpError::io(dir.display()))?;
     let tmp = staged.with_extension("tmp");
@@ -243,6 +277,10 @@ pub async fn collector_install_locked(
         }
         None => None,
     };
+    let certs = match &req.certs {
+        Some(dir) => Some(read_certs(dir)?),
+        None => None,
+    };
     let (state, session) = vm::connect(ws, &paths).await?;
     let result = async {
         let probe = session.exec(collector::ADDRESS_PROBE).await.map_err(|source| OpError::Ssh {
@@ -259,6 +297,8 @@ pub async fn collector_install_locked(
         let config = config_file.unwrap_or_else(|| {
             collector::config_json(&collector::ConfigInput {
                 listen: listen.clone(),
+                grpc_listen: collector::grpc_listen(&state.profile),
+                mtls: certs.is_some(),
                 interval: state.profile.collector.interval.clone(),
                 vm_id: name.to_string(),
                 otlp_endpoint: req.otlp_endpoint.clone(),
@@ -266,7 +306,7 @@ pub async fn collector_install_locked(
                 cgroups: req.cgroups.clone(),
             })
         });
-        let (plan, uploads) = collector::install(bytes, config, &listen)?;
+        let (plan, uploads) = collector::install(bytes, config, &listen, certs)?;
         let run = run_plan(&session, &state, &plan, &uploads, sink).await.map_err(|source| OpError::Guest {
             vm: name.to_string(),
             step: "collector install",
@@ -296,6 +336,22 @@ pub async fn collector_install_locked(
             detail: "it does not answer through its forward".into(),
         });
     }
+    let grpc_port = state.profile.collector.grpc_port;
+    let grpc_forward = vm::forwarded(&state, grpc_port);
+    let restart_needed = grpc_forward.is_none();
+    if restart_needed {
+        sink.warning(format!(
+            "this VM's QEMU was started without a forward for the gRPC port {grpc_port}: `sysmonvm down` and \
+             `sysmonvm up` add it (vm start always forwards the collector's gRPC port)"
+        ));
+    }
+    let serviceradar_check = match grpc_forward {
+        Some(port) if req.serviceradar => Some(collector::check_entry(port)),
+        _ => None,
+    };
+    if let Some(c) = &serviceradar_check {
+        sink.info(format!("ServiceRadar agent check: {}", serde_json::to_string(c).unwrap_or_default()));
+    }
     Ok(InstallReport {
         target: target.into(),
         binary,
@@ -303,7 +359,33 @@ pub async fn collector_install_locked(
         listen,
         forward: forward.map(|p| format!("127.0.0.1:{p}")),
         answers_via_forward,
+        grpc_listen: collector::grpc_listen(&state.profile),
+        grpc_forward: grpc_forward.map(|p| format!("127.0.0.1:{p}")),
+        grpc_security: if req.certs.is_some() { "mtls" } else { "none" }.into(),
+        restart_needed,
+        serviceradar_check,
         run,
+    })
+}
+
+/// ServiceRadar's three mTLS files from `--certs DIR`, each checked to hold PEM.
+fn read_certs(dir: &Path) -> Result<collector::Certs> {
+    let read = |name: &str| -> Result<Vec<u8>> {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(OpError::io(format!(
+            "reading {} (--certs needs {})",
+            path.display(),
+            collector::CERT_FILES.join(", ")
+        )))?;
+        if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
+            return Err(OpError::Invalid(format!("{}: not a PEM file", path.display())));
+        }
+        Ok(bytes)
+    };
+    Ok(collector::Certs {
+        root: read(collector::CERT_FILES[0])?,
+        cert: read(collector::CERT_FILES[1])?,
+        key: read(collector::CERT_FILES[2])?,
     })
 }
 
