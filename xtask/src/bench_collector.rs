@@ -88,7 +88,11 @@ impl Grpc {
         s.set_nodelay(true)?;
         s.set_read_timeout(Some(Duration::from_secs(30)))?;
         let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
-        h2_frame(&mut hello, 4, 0, 0, &[]);
+        // Windows of 1 GiB (stream and connection), so the kept connection never waits on one.
+        let mut settings = 4u16.to_be_bytes().to_vec();
+        settings.extend_from_slice(&(1u32 << 30).to_be_bytes());
+        h2_frame(&mut hello, 4, 0, 0, &settings);
+        h2_frame(&mut hello, 8, 0, 0, &((1u32 << 30) - 65_535).to_be_bytes());
         s.write_all(&hello)?;
         Ok(Grpc { s, next_stream: 1, decoder: sysmon_collector::grpc::hpack::Decoder::new(4096, 1 << 20) })
     }

@@ -81,7 +81,7 @@ pub trait Service {
 
 enum StreamState {
     /// Headers in, body arriving.
-    Receiving { headers: Vec<(Vec<u8>, Vec<u8>)>, body: Vec<u8>, opened: Instant },
+    Receiving { headers: Vec<(Vec<u8>, Vec<u8>)>, body: Vec<u8> },
     /// Answer being sent: DATA still to go (held back by flow control), then the trailers.
     Sending { data: Vec<u8>, sent: usize, trailers: Vec<u8> },
 }
@@ -89,6 +89,8 @@ enum StreamState {
 struct Stream {
     state: StreamState,
     send_window: i64,
+    /// When its HEADERS came: request and answer must be through by [`STREAM_DEADLINE`].
+    opened: Instant,
 }
 
 /// A header block still waiting for its CONTINUATION frames.
@@ -245,14 +247,13 @@ impl Connection {
         self.streams.remove(&stream);
     }
 
-    /// Cancels streams whose request did not arrive within [`STREAM_DEADLINE`].
+    /// Cancels streams not through within [`STREAM_DEADLINE`] of their HEADERS: a request that
+    /// did not arrive, or an answer the client's flow-control window holds back.
     pub fn expire(&mut self, now: Instant) {
         let late: Vec<u32> = self
             .streams
             .iter()
-            .filter(|(_, s)| {
-                matches!(s.state, StreamState::Receiving { opened, .. } if now.duration_since(opened) >= STREAM_DEADLINE)
-            })
+            .filter(|(_, s)| now.duration_since(s.opened) >= STREAM_DEADLINE)
             .map(|(&id, _)| id)
             .collect();
         for id in late {
@@ -262,13 +263,7 @@ impl Connection {
 
     /// The earliest instant at which [`Connection::expire`] has something to do.
     pub fn next_expiry(&self) -> Option<Instant> {
-        self.streams
-            .values()
-            .filter_map(|s| match s.state {
-                StreamState::Receiving { opened, .. } => Some(opened + STREAM_DEADLINE),
-                StreamState::Sending { .. } => None,
-            })
-            .min()
+        self.streams.values().map(|s| s.opened + STREAM_DEADLINE).min()
     }
 
     /// Takes bytes from the socket, answers every complete frame, and queues what can be sent.
@@ -484,8 +479,9 @@ impl Connection {
         self.streams.insert(
             stream,
             Stream {
-                state: StreamState::Receiving { headers: fields, body: Vec::new(), opened: now },
+                state: StreamState::Receiving { headers: fields, body: Vec::new() },
                 send_window: self.peer_initial_window,
+                opened: now,
             },
         );
         if end_stream {
@@ -697,6 +693,13 @@ mod tests {
         let sent: usize = frames(c.output()).iter().filter(|f| f.0 == DATA).map(|f| f.3.len()).sum();
         assert_eq!(sent, 65_535, "the initial window, no more");
         assert_eq!(trailer_status(&mut c, 1), None);
+        // A client that never opens its window does not hold the answer past the deadline.
+        let mut starved = connected();
+        let t0 = Instant::now();
+        starved.receive(&request("/t.S/Big", b"", 1), t0, &mut Echo);
+        assert_eq!(starved.open_streams(), 1);
+        starved.expire(t0 + STREAM_DEADLINE);
+        assert_eq!(starved.open_streams(), 0);
         let mut more = Vec::new();
         frame(&mut more, WINDOW_UPDATE, 0, 0, &100_000u32.to_be_bytes());
         frame(&mut more, WINDOW_UPDATE, 0, 1, &100_000u32.to_be_bytes());

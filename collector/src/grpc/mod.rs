@@ -6,7 +6,8 @@
 //! - the handshake (TLS when configured, then the HTTP/2 preface and SETTINGS) within
 //!   [`HANDSHAKE_DEADLINE`] from accept, so a client that connects and never sends, or stalls its
 //!   TLS handshake, is dropped;
-//! - each request within [`h2::STREAM_DEADLINE`] from its HEADERS (else RST_STREAM CANCEL);
+//! - each call (request in, answer out) within [`h2::STREAM_DEADLINE`] from its HEADERS (else
+//!   RST_STREAM CANCEL), so neither a request that never ends nor a window never opened holds it;
 //! - output that the client does not read within [`WRITE_DEADLINE`] (or beyond
 //!   [`h2::MAX_OUTPUT`]) drops it;
 //! - a connection with no request for [`IDLE_TIMEOUT`] gets GOAWAY and is closed.
