@@ -412,7 +412,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let name = "e2e".to_string();
     let mut r = Run {
         ws: ws.clone(),
-        bin: root.join("target/release/sysmonvm"),
+        bin: std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join("release/sysmonvm"),
         name: name.clone(),
         entries: Vec::new(),
         blocked_by: None,

@@ -752,6 +752,55 @@ mod tests {
         assert!(c.done());
     }
 
+    /// Mutated valid conversations, cut at random points and fed in random pieces: the
+    /// connection never panics, and whatever it queues is whole frames.
+    #[test]
+    fn mutated_conversations_never_panic() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut valid = PREFACE.to_vec();
+        frame(&mut valid, SETTINGS, 0, 0, &[0, 4, 0, 0, 0xff, 0xff]);
+        valid.extend(request("/t.S/Echo", b"hello", 1));
+        frame(&mut valid, WINDOW_UPDATE, 0, 0, &1000u32.to_be_bytes());
+        frame(&mut valid, PING, 0, 0, &[1; 8]);
+        valid.extend(request("/t.S/Big", b"", 3));
+        let iterations = 20_000;
+        for _ in 0..iterations {
+            let mut bytes = valid.clone();
+            for _ in 0..(next() % 8) {
+                let i = (next() as usize) % bytes.len();
+                match next() % 3 {
+                    0 => bytes[i] = next() as u8,
+                    1 => bytes.insert(i, next() as u8),
+                    _ => {
+                        bytes.remove(i);
+                    }
+                }
+            }
+            let mut c = Connection::new();
+            let mut rest = &bytes[..];
+            while !rest.is_empty() {
+                let n = 1 + (next() as usize) % rest.len();
+                c.receive(&rest[..n], Instant::now(), &mut Echo);
+                rest = &rest[n..];
+            }
+            c.expire(Instant::now() + STREAM_DEADLINE);
+            let out = c.output();
+            let mut pos = 0;
+            while pos < out.len() {
+                let len = (usize::from(out[pos]) << 16) | (usize::from(out[pos + 1]) << 8) | usize::from(out[pos + 2]);
+                pos += 9 + len;
+            }
+            assert_eq!(pos, out.len(), "output is whole frames");
+        }
+        eprintln!("h2: {iterations} mutated conversations, seed 0x9e3779b97f4a7c15");
+    }
+
     #[test]
     fn slow_requests_are_cancelled_and_extra_streams_refused() {
         let mut c = connected();
