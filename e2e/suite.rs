@@ -412,7 +412,10 @@ pub fn run(args: &[String]) -> Result<()> {
     let name = "e2e".to_string();
     let mut r = Run {
         ws: ws.clone(),
-        bin: root.join("target/release/sysmonvm"),
+        bin: std::env::var_os("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("target"))
+            .join("release/sysmonvm"),
         name: name.clone(),
         entries: Vec::new(),
         blocked_by: None,
@@ -660,6 +663,50 @@ pub fn run(args: &[String]) -> Result<()> {
             }
         }
         ensure!(snap["host"]["virtualization"].is_string(), "{}", snap["host"]);
+        Ok(())
+    });
+
+    // ServiceRadar's agent polls the collector over gRPC: GetStatus through the host's 127.0.0.1
+    // forward of the gRPC port, by PyPI's grpcio compiling our proto (target/grpc-venv, made by
+    // `cargo xtask deps --install`), agrees with /v1/snapshot CPU by CPU; `collector install
+    // --serviceradar` prints the agent's check entry for that forward.
+    r.independent("GetStatus over gRPC through the forward, as ServiceRadar's agent calls it", |r| {
+        let v = r.must(&["collector", "install", name, "--serviceradar"])?;
+        let grpc = v["grpc_forward"].as_str().context("grpc_forward")?.to_string();
+        ensure!(
+            v["serviceradar_check"]
+                == serde_json::json!({"name": "sysmon-vm", "type": "grpc", "details": grpc.clone()}),
+            "{v}"
+        );
+        let py = root.join("target/grpc-venv/bin/python");
+        ensure!(py.is_file(), "{} missing: run `cargo xtask deps --install`", py.display());
+        let out = std::process::Command::new(&py)
+            .arg(root.join("collector/tests/grpc_client.py"))
+            .arg("--proto-dir")
+            .arg(root.join("collector/proto"))
+            .arg("--fixture")
+            .arg(root.join("collector/tests/fixtures/serviceradar/structs.json"))
+            .args(["--addr", &grpc])
+            .output()?;
+        ensure!(out.status.success(), "grpc_client.py: {}", String::from_utf8_lossy(&out.stderr));
+        let got: Value =
+            serde_json::from_slice(out.stdout.rsplit(|b| *b == b'\n').find(|l| !l.is_empty()).unwrap_or(b""))?;
+        ensure!(got["ok"] == true && got["available"] == true, "{got}");
+        ensure!(got["schema_errors"] == serde_json::json!([]), "{got}");
+        let snap: Value = serde_json::from_str(&http_get(&format!("http://{forward}/v1/snapshot"))?)?;
+        let cpus = got["message"]["status"]["cpus"].as_array().context("cpus")?;
+        let snap_cpus = snap["cpus"].as_array().context("snapshot cpus")?;
+        ensure!(cpus.len() == vcpus && snap_cpus.len() == vcpus, "one entry per vCPU ({vcpus}): {}", cpus.len());
+        for (c, s) in cpus.iter().zip(snap_cpus) {
+            ensure!(c["frequency_source"] == s["frequency_source"], "source: {c} vs {s}");
+            match (c["frequency_hz"].as_f64(), s["frequency_hz"].as_f64()) {
+                (None, None) => {}
+                // Two samples apart: the same source; a constant cpuinfo rate is equal.
+                (Some(a), Some(b)) => ensure!((a - b).abs() <= 0.01 * b, "frequency: {c} vs {s}"),
+                _ => anyhow::bail!("frequency present in one and not the other: {c} vs {s}"),
+            }
+        }
+        ensure!(got["others"]["GetResults"] == "UNIMPLEMENTED", "{got}");
         Ok(())
     });
 

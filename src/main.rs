@@ -201,6 +201,16 @@ pub struct InstallArgs {
     /// Checkout to build the collector from [env: SYSMONVM_SOURCE].
     #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
+    /// Install as ServiceRadar's sysmon-vm checker: print the check entry for ServiceRadar's
+    /// agent (`{"name":"sysmon-vm","type":"grpc","details":"127.0.0.1:PORT"}`, PORT the host's
+    /// forward of the collector's gRPC port).
+    #[arg(long)]
+    pub serviceradar: bool,
+    /// ServiceRadar's mTLS files for the gRPC endpoint: DIR holds root.pem (the CA the agent's
+    /// certificate is signed by), checkers.pem and checkers-key.pem. Installs a collector built
+    /// with feature `mtls` (`collector build --mtls`).
+    #[arg(long, value_name = "DIR", requires = "serviceradar", conflicts_with = "config")]
+    pub certs: Option<PathBuf>,
     /// Print every step's output.
     #[arg(long, short)]
     pub verbose: bool,
@@ -213,6 +223,10 @@ pub enum CollectorCommand {
         /// aarch64-unknown-linux-musl or x86_64-unknown-linux-musl [default: the profile's arch].
         #[arg(long)]
         target: Option<String>,
+        /// With feature `mtls` (TLS for ServiceRadar's gRPC; ring compiles C, so this needs the
+        /// target's C cross compiler: musl-gcc or aarch64-linux-gnu-gcc), staged apart.
+        #[arg(long)]
+        mtls: bool,
         #[arg(long)]
         profile: Option<String>,
         /// The sysmonvm checkout [env: SYSMONVM_SOURCE; default: this binary's, or the current one].

@@ -314,6 +314,16 @@ pub fn choose_ports(state: &VmState) -> Result<(u16, Vec<(u16, u16)>), VmError> 
         };
         forwards.push((host, f.guest));
     }
+    // The collector's gRPC (ServiceRadar checker) port is forwarded even when the profile's
+    // forwards leave it out, so a VM created before it existed gets it at its next start.
+    let grpc = state.profile.collector.grpc_port;
+    if !forwards.iter().any(|(_, g)| *g == grpc) {
+        let host = match state.forwards.iter().find(|(_, g)| *g == grpc) {
+            Some((h, _)) if port_free(*h) => *h,
+            _ => free_port()?,
+        };
+        forwards.push((host, grpc));
+    }
     Ok((ssh, forwards))
 }
 

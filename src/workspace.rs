@@ -115,6 +115,11 @@ impl Workspace {
         self.collector_dir().join(target).join("sysmon-collector")
     }
 
+    /// The collector built with feature `mtls` (ServiceRadar's mTLS on its gRPC endpoint).
+    pub fn collector_binary_mtls(&self, target: &str) -> PathBuf {
+        self.collector_dir().join(target).join("mtls").join("sysmon-collector")
+    }
+
     pub fn vms_dir(&self) -> PathBuf {
         self.data.join("vms")
     }

@@ -9,7 +9,12 @@ use std::time::Duration;
 
 /// Where `sysmonvm collector install` puts the config in the guest.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/serviceradar/checkers/sysmon-vm.json";
+/// The HTTP endpoint's address when neither flag nor config names one.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:9105";
+/// ServiceRadar's default checker address (`listen_addr`), as its own sysmon-vm checker has it.
+pub const DEFAULT_GRPC_LISTEN: &str = "0.0.0.0:50110";
+/// Above this ServiceRadar's own checker would clamp `sample_interval` (ours keeps it, with a warning).
+pub const SERVICERADAR_MAX_INTERVAL: Duration = Duration::from_secs(5);
 pub const DEFAULT_SNAPSHOT_INTERVAL: Duration = Duration::from_millis(250);
 pub const DEFAULT_SERVE_INTERVAL: Duration = Duration::from_secs(1);
 pub const DEFAULT_PUSH_INTERVAL: Duration = Duration::from_secs(10);
@@ -118,12 +123,90 @@ fn headers<'de, D: Deserializer<'de>>(d: D) -> Result<Option<BTreeMap<String, St
     Ok(h)
 }
 
-/// The file format. Key names follow the original ServiceRadar sysmon-vm checker where it had one
-/// (`listen_addr`, `sample_interval`).
+/// ServiceRadar's `models.TLSConfig`: file names, relative to `cert_dir` unless absolute.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFiles {
+    pub cert_file: Option<String>,
+    pub key_file: Option<String>,
+    pub ca_file: Option<String>,
+    pub client_ca_file: Option<String>,
+}
+
+/// ServiceRadar's `models.SecurityConfig`, as its checkers read it. `mode` is `none` or `mtls`
+/// here; `role`, `server_name`, `trust_domain` and `workload_socket` are accepted (a ServiceRadar
+/// config carries them) and not used by a server.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    pub mode: Option<String>,
+    pub cert_dir: Option<PathBuf>,
+    pub server_name: Option<String>,
+    pub role: Option<String>,
+    pub tls: Option<TlsFiles>,
+    pub trust_domain: Option<String>,
+    pub workload_socket: Option<String>,
+}
+
+/// The three files an mTLS server needs, resolved against `cert_dir`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MtlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: PathBuf,
+}
+
+/// What `security` asks of the gRPC endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub enum GrpcSecurity {
+    None,
+    Mtls(MtlsFiles),
+}
+
+impl SecurityConfig {
+    /// The mode and, for mTLS, the files (`client_ca_file` falls back to `ca_file`, as
+    /// ServiceRadar's does). An error names the key.
+    pub fn resolve(&self) -> Result<GrpcSecurity, (String, String)> {
+        match self.mode.as_deref().unwrap_or("none") {
+            "none" | "" => Ok(GrpcSecurity::None),
+            "mtls" => {
+                let dir = self.cert_dir.clone().unwrap_or_default();
+                let tls = self.tls.clone().unwrap_or_default();
+                let path = |key: &str, v: Option<String>| -> Result<PathBuf, (String, String)> {
+                    let v = v.filter(|v| !v.is_empty()).ok_or_else(|| {
+                        (
+                            format!("security.tls.{key}"),
+                            "missing: mode mtls needs cert_file, key_file and ca_file (or client_ca_file)".into(),
+                        )
+                    })?;
+                    let p = PathBuf::from(v);
+                    Ok(if p.is_absolute() { p } else { dir.join(p) })
+                };
+                Ok(GrpcSecurity::Mtls(MtlsFiles {
+                    cert: path("cert_file", tls.cert_file)?,
+                    key: path("key_file", tls.key_file)?,
+                    client_ca: path("client_ca_file", tls.client_ca_file.or(tls.ca_file))?,
+                }))
+            }
+            other => {
+                Err(("security.mode".into(), format!("{other:?} is not supported here (use \"none\" or \"mtls\")")))
+            }
+        }
+    }
+}
+
+/// The file format: ServiceRadar's sysmon-vm checker config (`listen_addr` is the gRPC checker
+/// address, `sample_interval`, `security`) plus our own keys (`http_listen_addr`, `perf`,
+/// `cgroups`, `paths`, `otlp`).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// The gRPC checker address (ServiceRadar's meaning). In a config of the earlier form (no
+    /// `http_listen_addr`, no `security`) it is the HTTP address, read so with a warning.
     pub listen_addr: Option<String>,
+    /// The HTTP endpoint (`/metrics`, `/v1/snapshot`, `/healthz`).
+    pub http_listen_addr: Option<String>,
+    pub security: Option<SecurityConfig>,
     #[serde(default, deserialize_with = "duration")]
     pub sample_interval: Option<Duration>,
     pub perf: Option<bool>,
@@ -160,6 +243,61 @@ pub fn parse(path: &Path, text: &str) -> Result<FileConfig, ConfigError> {
     }
 }
 
+/// Where `serve` listens, and what it warns about, from a config file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Endpoints {
+    pub http: Option<String>,
+    /// None: no gRPC endpoint.
+    pub grpc: Option<String>,
+    pub security: GrpcSecurity,
+    pub warnings: Vec<String>,
+}
+
+impl FileConfig {
+    /// The earlier form (`listen_addr` meant the HTTP address): `listen_addr` set, and neither
+    /// `http_listen_addr` nor `security`.
+    pub fn is_legacy(&self) -> bool {
+        self.listen_addr.is_some() && self.http_listen_addr.is_none() && self.security.is_none()
+    }
+
+    /// The addresses and security the file asks for. A config of the earlier form serves HTTP
+    /// on `listen_addr` and no gRPC, with a warning naming `http_listen_addr`; a config with
+    /// `http_listen_addr` or `security` serves gRPC on `listen_addr` (default 0.0.0.0:50110); one
+    /// with none of the three serves HTTP only.
+    pub fn endpoints(&self, path: &Path) -> Result<Endpoints, ConfigError> {
+        let mut warnings = Vec::new();
+        if let Some(d) = self.sample_interval
+            && d > SERVICERADAR_MAX_INTERVAL
+        {
+            warnings.push(format!(
+                "{}: sample_interval {d:?} is above 5s: ServiceRadar's own sysmon-vm checker would clamp it to 5s (this collector keeps it)",
+                path.display()
+            ));
+        }
+        let security = match &self.security {
+            None => GrpcSecurity::None,
+            Some(s) => s.resolve().map_err(|(key, problem)| invalid(path, key, problem))?,
+        };
+        if self.is_legacy() {
+            warnings.push(format!(
+                "{}: listen_addr is read as the HTTP address, as configs of the earlier form meant it; move it to http_listen_addr (listen_addr is now ServiceRadar's gRPC checker address); `sysmonvm collector install` rewrites this file",
+                path.display()
+            ));
+            return Ok(Endpoints { http: self.listen_addr.clone(), grpc: None, security, warnings });
+        }
+        // ServiceRadar's form (`http_listen_addr` or `security` present): gRPC on listen_addr,
+        // default 0.0.0.0:50110 as ServiceRadar's checker has it. A config naming no address at
+        // all serves HTTP only.
+        let serviceradar_form = self.http_listen_addr.is_some() || self.security.is_some();
+        let grpc = if serviceradar_form {
+            Some(self.listen_addr.clone().unwrap_or_else(|| DEFAULT_GRPC_LISTEN.into()))
+        } else {
+            None
+        };
+        Ok(Endpoints { http: self.http_listen_addr.clone(), grpc, security, warnings })
+    }
+}
+
 pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
     let text =
         std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
@@ -169,7 +307,9 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
 /// The JSON written to [`DEFAULT_CONFIG_PATH`] by `sysmonvm collector install`, with every default spelled out.
 pub fn example_json() -> String {
     serde_json::json!({
-        "listen_addr": DEFAULT_LISTEN,
+        "listen_addr": DEFAULT_GRPC_LISTEN,
+        "http_listen_addr": DEFAULT_LISTEN,
+        "security": { "mode": "none" },
         "sample_interval": "1s",
         "perf": true,
         "cgroups": [],
@@ -206,6 +346,49 @@ mod tests {
         let c = parse(Path::new("x.json"), &example_json()).unwrap();
         assert_eq!(c.sample_interval, Some(Duration::from_secs(1)));
         assert_eq!(c.otlp.unwrap().queue_batches, Some(DEFAULT_QUEUE_BATCHES));
+    }
+
+    #[test]
+    fn servicradar_form_and_the_earlier_form() {
+        let p = Path::new("sysmon-vm.json");
+        // ServiceRadar's own checker config, as its packages ship it.
+        let sr = parse(
+            p,
+            r#"{"listen_addr":"0.0.0.0:50110","sample_interval":"250ms","security":{"mode":"mtls","role":"checker","cert_dir":"/etc/serviceradar/certs","server_name":"sysmon-vm","tls":{"cert_file":"checkers.pem","key_file":"checkers-key.pem","ca_file":"root.pem","client_ca_file":"root.pem"}}}"#,
+        )
+        .unwrap();
+        let e = sr.endpoints(p).unwrap();
+        assert_eq!(e.grpc.as_deref(), Some("0.0.0.0:50110"));
+        assert_eq!(e.http, None);
+        let GrpcSecurity::Mtls(files) = e.security else { panic!("mtls") };
+        assert_eq!(files.cert, Path::new("/etc/serviceradar/certs/checkers.pem"));
+        assert_eq!(files.client_ca, Path::new("/etc/serviceradar/certs/root.pem"));
+        assert!(e.warnings.is_empty(), "{:?}", e.warnings);
+
+        // Written by an earlier `collector install`: listen_addr was the HTTP address.
+        let old = parse(p, r#"{"listen_addr":"10.0.2.15:9105","sample_interval":"1s","perf":true}"#).unwrap();
+        let e = old.endpoints(p).unwrap();
+        assert_eq!((e.http.as_deref(), e.grpc.as_deref()), (Some("10.0.2.15:9105"), None));
+        assert!(e.warnings.iter().any(|w| w.contains("http_listen_addr")), "{:?}", e.warnings);
+
+        let slow = parse(p, r#"{"http_listen_addr":"127.0.0.1:0","sample_interval":"10s"}"#).unwrap();
+        let e = slow.endpoints(p).unwrap();
+        assert_eq!(e.grpc.as_deref(), Some(DEFAULT_GRPC_LISTEN));
+        let none = parse(p, r#"{"perf":false}"#).unwrap().endpoints(p).unwrap();
+        assert_eq!((none.http, none.grpc), (None, None));
+        assert!(e.warnings.iter().any(|w| w.contains("clamp")), "{:?}", e.warnings);
+
+        for (bad, says) in [
+            (r#"{"security":{"mode":"spiffe"}}"#, "security.mode"),
+            (r#"{"security":{"mode":"mtls","tls":{"cert_file":"a","key_file":"b"}}}"#, "security.tls.client_ca_file"),
+            (r#"{"security":{"mode":"mtls","tls":{"cert":"a"}}}"#, "cert"),
+            (r#"{"security":{"mode":"none","certdir":"/x"}}"#, "certdir"),
+        ] {
+            let e = parse(p, bad).and_then(|c| c.endpoints(p).map(|_| ())).unwrap_err().to_string();
+            assert!(e.contains(says), "{bad}: {e}");
+        }
+        let e = parse(p, r#"{"sample_interval":"2h"}"#).unwrap_err().to_string();
+        assert!(e.contains("out of range"), "{e}");
     }
 
     #[test]

@@ -7,10 +7,10 @@ use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use sysmon_collector::config::{self, FileConfig};
+use sysmon_collector::config::{self, FileConfig, GrpcSecurity};
 use sysmon_collector::export::otlp::ResourceIdentity;
 use sysmon_collector::server::{Latest, Published};
-use sysmon_collector::{Roots, Sampler, SamplerOptions, metrics, push, server};
+use sysmon_collector::{Roots, Sampler, SamplerOptions, grpc, metrics, push, server};
 
 #[derive(Parser)]
 #[command(
@@ -66,9 +66,15 @@ enum Command {
     },
     /// Sample every --interval in the background and serve /metrics, /v1/snapshot and /healthz.
     Serve {
-        /// Address to listen on [default: 127.0.0.1:9105].
+        /// HTTP address (/metrics, /v1/snapshot, /healthz) [default: the config's
+        /// http_listen_addr, else 127.0.0.1:9105].
         #[arg(long, value_name = "ADDR")]
         listen: Option<String>,
+        /// gRPC address of ServiceRadar's monitoring.AgentService [default: the config's
+        /// listen_addr (0.0.0.0:50110 when a ServiceRadar-form config leaves it out); none
+        /// without a config].
+        #[arg(long, value_name = "ADDR")]
+        grpc_listen: Option<String>,
         /// Push OTLP/HTTP protobuf to this endpoint (base URL or .../v1/metrics).
         #[arg(long, value_name = "URL")]
         otlp_endpoint: Option<String>,
@@ -163,6 +169,26 @@ fn write_stdout(text: &str) -> Result<()> {
     }
 }
 
+/// The gRPC endpoint's transport from the config's `security`; mTLS needs the `mtls` feature,
+/// and every file is read now, so a missing or bad one stops the start naming it.
+fn grpc_security(s: &GrpcSecurity) -> Result<grpc::Security> {
+    match s {
+        GrpcSecurity::None => Ok(grpc::Security::Plaintext),
+        #[cfg(feature = "mtls")]
+        GrpcSecurity::Mtls(files) => {
+            let config = grpc::tls::server_config(&files.cert, &files.key, &files.client_ca)
+                .context("security.mode mtls: the gRPC endpoint's certificates")?;
+            Ok(grpc::Security::Mtls(config))
+        }
+        #[cfg(not(feature = "mtls"))]
+        GrpcSecurity::Mtls(_) => bail!(
+            "security.mode is \"mtls\", but this sysmon-collector was built without the `mtls` feature \
+             (the default build has no TLS, so it needs no C compiler): build it with \
+             `cargo build --release -p sysmon-collector --features mtls`, or set security.mode to \"none\""
+        ),
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     let file = match &cli.config {
@@ -187,14 +213,31 @@ fn main() -> Result<()> {
             };
             write_stdout(&text)?;
         }
-        Command::Serve { listen, otlp_endpoint, interval_push, service_name, host_id, vm_id } => {
+        Command::Serve { listen, grpc_listen, otlp_endpoint, interval_push, service_name, host_id, vm_id } => {
             let interval = cli.interval.or(file.sample_interval).unwrap_or(config::DEFAULT_SERVE_INTERVAL);
-            let addr = listen.clone().or(file.listen_addr.clone()).unwrap_or_else(|| config::DEFAULT_LISTEN.into());
+            let endpoints = match &cli.config {
+                Some(path) => file.endpoints(path)?,
+                None => config::Endpoints { http: None, grpc: None, security: GrpcSecurity::None, warnings: vec![] },
+            };
+            for w in &endpoints.warnings {
+                eprintln!("sysmon-collector: warning: {w}");
+            }
+            let addr = listen.clone().or(endpoints.http.clone()).unwrap_or_else(|| config::DEFAULT_LISTEN.into());
             let listener = TcpListener::bind(&addr).with_context(|| {
                 format!(
                     "cannot listen on {addr} (is another collector or exporter using the port? pick one with --listen)"
                 )
             })?;
+            let grpc = match grpc_listen.clone().or(endpoints.grpc.clone()) {
+                None => None,
+                Some(grpc_addr) => {
+                    let security = grpc_security(&endpoints.security)?;
+                    let l = TcpListener::bind(&grpc_addr).with_context(|| {
+                        format!("cannot listen on {grpc_addr} for gRPC (listen_addr in the config, or --grpc-listen)")
+                    })?;
+                    Some((l, security))
+                }
+            };
             let otlp = file.otlp.clone().unwrap_or_default();
             let push_settings = match otlp_endpoint.clone().or(otlp.endpoint.clone()) {
                 None => None,
@@ -253,6 +296,21 @@ fn main() -> Result<()> {
                     .name("otlp".into())
                     .stack_size(256 * 1024)
                     .spawn(move || push::run(settings, latest, start_unix_nano))?;
+            }
+            if let Some((l, security)) = grpc {
+                let kind = match &security {
+                    grpc::Security::Plaintext => "plaintext",
+                    #[cfg(feature = "mtls")]
+                    grpc::Security::Mtls(_) => "mtls",
+                };
+                eprintln!("sysmon-collector: serving grpc://{} ({kind}, monitoring.AgentService)", l.local_addr()?);
+                let latest = latest.clone();
+                std::thread::Builder::new().name("grpc".into()).stack_size(256 * 1024).spawn(move || {
+                    if let Err(e) = grpc::run(l, latest, security) {
+                        eprintln!("sysmon-collector: gRPC endpoint stopped: {e}");
+                        std::process::exit(1);
+                    }
+                })?;
             }
             eprintln!("sysmon-collector: serving http://{} (sampling every {interval:?})", listener.local_addr()?);
             server::run(listener, latest)?;

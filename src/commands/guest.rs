@@ -19,9 +19,9 @@ pub fn bootstrap(ws: &Workspace, a: BootstrapArgs, json: bool) -> crate::Exit {
 
 pub fn run(ws: &Workspace, cmd: CollectorCommand, json: bool) -> crate::Exit {
     match cmd {
-        CollectorCommand::Build { target, profile, source } => {
+        CollectorCommand::Build { target, mtls, profile, source } => {
             let sink = Terminal::new(json, true);
-            let r = provision::collector_build(ws, &BuildRequest { target, profile, source }, &sink)?;
+            let r = provision::collector_build(ws, &BuildRequest { target, profile, source, mtls }, &sink)?;
             if json {
                 print_json(&r)?;
             } else {
@@ -37,11 +37,16 @@ pub fn run(ws: &Workspace, cmd: CollectorCommand, json: bool) -> crate::Exit {
                 otlp_endpoint: a.otlp_endpoint,
                 cgroups: a.cgroups,
                 source: a.source,
+                serviceradar: a.serviceradar,
+                certs: a.certs,
                 ..Default::default()
             };
             let r = block_on(provision::collector_install(ws, &req, &sink))??;
             if json {
                 print_json(&r)?;
+            } else if let Some(check) = &r.serviceradar_check {
+                // The one line to paste into ServiceRadar's agent config (its checks list).
+                println!("{}", serde_json::to_string(check)?);
             }
         }
         CollectorCommand::Status { name } => {

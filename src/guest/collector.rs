@@ -19,6 +19,11 @@ pub const CONFIG_DIR: &str = "/etc/serviceradar/checkers";
 pub const CONFIG: &str = sysmon_collector::config::DEFAULT_CONFIG_PATH;
 pub const TMPFILES: &str = "/etc/tmpfiles.d/sysmon-vm.conf";
 pub const USER: &str = "sysmon-vm";
+/// Where `collector install --serviceradar --certs DIR` puts ServiceRadar's mTLS files.
+pub const CERT_DIR: &str = "/etc/serviceradar/certs";
+/// The files `--certs DIR` must hold, ServiceRadar's names for a checker: the CA its clients
+/// (the agent) are signed by, and the checker's certificate and key.
+pub const CERT_FILES: [&str; 3] = ["root.pem", "checkers.pem", "checkers-key.pem"];
 /// How long the install waits for the restarted service to answer.
 pub const WAIT_SECONDS: u32 = 30;
 
@@ -38,6 +43,24 @@ pub fn build_argv(target: &str) -> Vec<String> {
     ["cargo", "build", "--release", "--locked", "--package", "sysmon-collector", "--target", target]
         .map(String::from)
         .to_vec()
+}
+
+/// [`build_argv`] with feature `mtls` (TLS on *ring*, which compiles C for the target).
+pub fn build_argv_mtls(target: &str) -> Vec<String> {
+    let mut v = build_argv(target);
+    v.extend(["--features".to_string(), "mtls".to_string()]);
+    v
+}
+
+/// The C cross compiler the `mtls` build needs for `target` (the cc crate's `CC_<target>`
+/// variable and Debian's compiler for it: musl-tools' `musl-gcc`, gcc-aarch64-linux-gnu's).
+pub fn cross_cc(target: &str) -> Option<(String, &'static str)> {
+    let compiler = match target {
+        "x86_64-unknown-linux-musl" => "musl-gcc",
+        "aarch64-unknown-linux-musl" => "aarch64-linux-gnu-gcc",
+        _ => return None,
+    };
+    Some((format!("CC_{}", target.replace('-', "_")), compiler))
 }
 
 /// Where cargo leaves the binary, given the checkout and an optional CARGO_TARGET_DIR.
@@ -71,8 +94,12 @@ pub fn find_source(flag: Option<&Path>) -> Option<PathBuf> {
 /// What goes into the guest's config file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConfigInput {
-    /// `ADDRESS:PORT` the service listens on in the guest.
+    /// `ADDRESS:PORT` of the HTTP endpoint in the guest (`http_listen_addr`).
     pub listen: String,
+    /// `ADDRESS:PORT` of the gRPC checker endpoint (`listen_addr`, ServiceRadar's meaning).
+    pub grpc_listen: String,
+    /// `security.mode: mtls` with the files of [`CERT_FILES`] in [`CERT_DIR`].
+    pub mtls: bool,
     pub interval: String,
     pub vm_id: String,
     pub otlp_endpoint: Option<String>,
@@ -83,9 +110,22 @@ pub struct ConfigInput {
 
 /// The JSON written to [`CONFIG`]; the collector's own parser reads it back in the tests.
 pub fn config_json(c: &ConfigInput) -> String {
+    // ServiceRadar's keys first (listen_addr is its gRPC checker address), then ours.
+    let security = if c.mtls {
+        serde_json::json!({
+            "mode": "mtls",
+            "role": "checker",
+            "cert_dir": CERT_DIR,
+            "tls": {"cert_file": CERT_FILES[1], "key_file": CERT_FILES[2], "ca_file": CERT_FILES[0], "client_ca_file": CERT_FILES[0]},
+        })
+    } else {
+        serde_json::json!({"mode": "none"})
+    };
     let mut v = serde_json::json!({
-        "listen_addr": c.listen,
+        "listen_addr": c.grpc_listen,
         "sample_interval": c.interval,
+        "security": security,
+        "http_listen_addr": c.listen,
         "perf": true,
         "cgroups": c.cgroups,
     });
@@ -148,6 +188,8 @@ struct Names<'a> {
     stage: &'a str,
     listen: &'a str,
     wait_seconds: u32,
+    certs: bool,
+    cert_dir: &'a str,
 }
 
 fn names(listen: &str) -> Names<'_> {
@@ -161,13 +203,30 @@ fn names(listen: &str) -> Names<'_> {
         stage: STAGE_DIR,
         listen,
         wait_seconds: WAIT_SECONDS,
+        certs: false,
+        cert_dir: CERT_DIR,
     }
 }
 
+/// ServiceRadar's mTLS files for the guest, read from `--certs DIR` ([`CERT_FILES`] order).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Certs {
+    pub root: Vec<u8>,
+    pub cert: Vec<u8>,
+    pub key: Vec<u8>,
+}
+
 /// The install plan and the files it installs from the stage directory: the binary, the config
-/// (verbatim when `config_text` is given), the unit and the tmpfiles rule.
-pub fn install(binary: Vec<u8>, config_text: String, listen: &str) -> Result<(Plan, Vec<Upload>), PlanError> {
-    let n = names(listen);
+/// (verbatim when `config_text` is given), the unit and the tmpfiles rule; and ServiceRadar's
+/// certificates when given.
+pub fn install(
+    binary: Vec<u8>,
+    config_text: String,
+    listen: &str,
+    certs: Option<Certs>,
+) -> Result<(Plan, Vec<Upload>), PlanError> {
+    let mut n = names(listen);
+    n.certs = certs.is_some();
     let plan = super::steps::from_template("collector-install", "collector-install.steps.j2", &n)?;
     let unit = crate::templates::render("serviceradar-sysmon-vm.service.j2", &n)?;
     let tmpfiles = crate::templates::render("sysmon-vm.tmpfiles.j2", &n)?;
@@ -178,6 +237,12 @@ pub fn install(binary: Vec<u8>, config_text: String, listen: &str) -> Result<(Pl
         up(UNIT, unit.into_bytes(), 0o644),
         up("sysmon-vm.tmpfiles", tmpfiles.into_bytes(), 0o644),
     ];
+    let mut uploads = uploads;
+    if let Some(c) = certs {
+        uploads.push(up("cert-root.pem", c.root, 0o644));
+        uploads.push(up("cert-checkers.pem", c.cert, 0o644));
+        uploads.push(up("cert-checkers-key.pem", c.key, 0o600));
+    }
     Ok((plan, uploads))
 }
 
@@ -185,9 +250,28 @@ pub fn uninstall() -> Result<Plan, PlanError> {
     super::steps::from_template("collector-uninstall", "collector-uninstall.steps.j2", &names(""))
 }
 
-/// The listen address for a profile given the guest's address.
+/// The HTTP listen address for a profile given the guest's address.
 pub fn listen(profile: &Profile, guest_address: &str) -> String {
     format!("{guest_address}:{}", profile.collector.port)
+}
+
+/// The gRPC checker address: every address of the guest on the profile's gRPC port, as
+/// ServiceRadar's own config has it (only the host's 127.0.0.1 forward reaches it).
+pub fn grpc_listen(profile: &Profile) -> String {
+    format!("0.0.0.0:{}", profile.collector.grpc_port)
+}
+
+/// The check entry ServiceRadar's agent needs in its checkers config to poll this collector.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct CheckEntry {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub details: String,
+}
+
+pub fn check_entry(host_port: u16) -> CheckEntry {
+    CheckEntry { name: "sysmon-vm".into(), kind: "grpc".into(), details: format!("127.0.0.1:{host_port}") }
 }
 
 /// `KEY=VALUE` lines (`systemctl show` and the status probe); later keys win, junk is ignored.
@@ -224,9 +308,23 @@ mod tests {
             vm_id: "lab".into(),
             ..Default::default()
         };
-        let parsed = sysmon_collector::config::parse(Path::new("sysmon-vm.json"), &config_json(&c)).unwrap();
-        assert_eq!(parsed.listen_addr.as_deref(), Some("10.0.2.15:9105"));
+        c.grpc_listen = "0.0.0.0:50110".into();
+        let path = Path::new("sysmon-vm.json");
+        let parsed = sysmon_collector::config::parse(path, &config_json(&c)).unwrap();
+        assert_eq!(parsed.listen_addr.as_deref(), Some("0.0.0.0:50110"));
+        assert_eq!(parsed.http_listen_addr.as_deref(), Some("10.0.2.15:9105"));
+        let e = parsed.endpoints(path).unwrap();
+        assert_eq!((e.http.as_deref(), e.grpc.as_deref()), (Some("10.0.2.15:9105"), Some("0.0.0.0:50110")));
+        assert_eq!(e.security, sysmon_collector::config::GrpcSecurity::None);
+        assert!(e.warnings.is_empty(), "{:?}", e.warnings);
         assert!(parsed.otlp.is_none());
+        let mtls =
+            sysmon_collector::config::parse(path, &config_json(&ConfigInput { mtls: true, ..c.clone() })).unwrap();
+        let sysmon_collector::config::GrpcSecurity::Mtls(files) = mtls.endpoints(path).unwrap().security else {
+            panic!("mtls")
+        };
+        assert_eq!(files.key, Path::new("/etc/serviceradar/certs/checkers-key.pem"));
+        assert_eq!(files.client_ca, Path::new("/etc/serviceradar/certs/root.pem"));
         c.otlp_endpoint = Some("http://10.0.2.2:4318".into());
         c.cgroups = vec!["system.slice/validate-load.scope".into()];
         let parsed = sysmon_collector::config::parse(Path::new("sysmon-vm.json"), &config_json(&c)).unwrap();
@@ -263,7 +361,22 @@ mod tests {
 
     #[test]
     fn install_plan_unit_and_uninstall() {
-        let (plan, uploads) = install(b"ELF".to_vec(), "{}".into(), "10.0.2.15:9105").unwrap();
+        let certs = Certs { root: b"CA".to_vec(), cert: b"C".to_vec(), key: b"K".to_vec() };
+        let (plan, uploads) = install(b"ELF".to_vec(), "{}".into(), "10.0.2.15:9105", Some(certs)).unwrap();
+        let names: Vec<_> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names[..4], ["user", "binary", "certificates", "config"]);
+        assert!(plan.step("certificates").unwrap().run.contains("-m 0640 -o root -g sysmon-vm"));
+        let key = uploads.iter().find(|u| u.path.ends_with("cert-checkers-key.pem")).unwrap();
+        assert_eq!((key.mode, key.bytes.as_slice()), (0o600, &b"K"[..]));
+        assert_eq!(
+            check_entry(50110),
+            CheckEntry { name: "sysmon-vm".into(), kind: "grpc".into(), details: "127.0.0.1:50110".into() }
+        );
+        assert_eq!(
+            serde_json::to_string(&check_entry(1)).unwrap(),
+            r#"{"name":"sysmon-vm","type":"grpc","details":"127.0.0.1:1"}"#
+        );
+        let (plan, uploads) = install(b"ELF".to_vec(), "{}".into(), "10.0.2.15:9105", None).unwrap();
         let names: Vec<_> = plan.steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["user", "binary", "config", "cpufreq-read-access", "unit", "enable", "restart", "answers"]);
         assert!(plan.step("answers").unwrap().run.contains("http://10.0.2.15:9105/healthz"));

@@ -50,6 +50,11 @@ pub struct InstallRequest {
     pub cgroups: Vec<String>,
     /// The checkout to build from.
     pub source: Option<PathBuf>,
+    /// Install as ServiceRadar's sysmon-vm checker: report the agent's check entry.
+    pub serviceradar: bool,
+    /// ServiceRadar's mTLS files (root.pem, checkers.pem, checkers-key.pem) for the gRPC
+    /// endpoint; needs a collector built with feature `mtls`.
+    pub certs: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -61,6 +66,17 @@ pub struct InstallReport {
     /// `127.0.0.1:PORT` on the host, when the profile forwards the collector's port.
     pub forward: Option<String>,
     pub answers_via_forward: bool,
+    /// The gRPC checker address in the guest (`listen_addr`).
+    pub grpc_listen: String,
+    /// `127.0.0.1:PORT` on the host forwarding the gRPC port; null when the running QEMU was
+    /// started without it (then `restart_needed`).
+    pub grpc_forward: Option<String>,
+    /// `none` or `mtls`.
+    pub grpc_security: String,
+    /// The QEMU process predates the gRPC forward: `sysmonvm down` and `up` add it.
+    pub restart_needed: bool,
+    /// With `--serviceradar`: the entry for ServiceRadar's agent (`{"name","type","details"}`).
+    pub serviceradar_check: Option<collector::CheckEntry>,
     pub run: RunReport,
 }
 
@@ -80,12 +96,13 @@ fn collector_binary(ws: &Workspace, target: &str, req: &InstallRequest, sink: &d
     if let Some(b) = &req.binary {
         return Ok(b.clone());
     }
-    let staged = ws.collector_binary(target);
+    let mtls = req.certs.is_some();
+    let staged = if mtls { ws.collector_binary_mtls(target) } else { ws.collector_binary(target) };
     if staged.is_file() {
         return Ok(staged);
     }
     match collector::find_source(req.source.as_deref()) {
-        Some(src) => build_in(ws, &src, target, sink),
+        Some(src) => build_in(ws, &src, target, mtls, sink),
         None => Err(OpError::Tool {
             what: format!(
                 "no collector binary for {target}: looked for {} and for a sysmonvm checkout to build one from",
@@ -105,6 +122,8 @@ pub struct BuildRequest {
     pub target: Option<String>,
     pub profile: Option<String>,
     pub source: Option<PathBuf>,
+    /// Build with feature `mtls` (needs the target's C cross compiler) and stage it apart.
+    pub mtls: bool,
 }
 
 pub fn collector_build(ws: &Workspace, req: &BuildRequest, sink: &dyn Sink) -> Result<BuildReport> {
@@ -119,13 +138,13 @@ pub fn collector_build(ws: &Workspace, req: &BuildRequest, sink: &dyn Sink) -> R
         what: "no sysmonvm checkout found to build the collector from".into(),
         hint: "pass --source DIR (or set SYSMONVM_SOURCE), or use released collector binaries".into(),
     })?;
-    let staged = build_in(ws, &src, &target, sink)?;
+    let staged = build_in(ws, &src, &target, req.mtls, sink)?;
     let bytes = std::fs::read(&staged).map_err(OpError::io(staged.display()))?;
     Ok(BuildReport { target, sha256: sha256_hex(&bytes), binary: staged })
 }
 
 /// Cross-builds the collector in `source` (cargo's output as events) and stages it.
-fn build_in(ws: &Workspace, source: &Path, target: &str, sink: &dyn Sink) -> Result<PathBuf> {
+fn build_in(ws: &Workspace, source: &Path, target: &str, mtls: bool, sink: &dyn Sink) -> Result<PathBuf> {
     use std::io::BufRead;
     if !collector::is_source(source) {
         return Err(OpError::Invalid(format!(
@@ -133,12 +152,24 @@ fn build_in(ws: &Workspace, source: &Path, target: &str, sink: &dyn Sink) -> Res
             source.display()
         )));
     }
-    let argv = collector::build_argv(target);
+    let argv = if mtls { collector::build_argv_mtls(target) } else { collector::build_argv(target) };
     sink.emit(Event::PhaseStarted {
         phase: "build".into(),
-        detail: Some(format!("sysmon-collector for {target} in {}", source.display())),
+        detail: Some(format!(
+            "sysmon-collector{} for {target} in {}",
+            if mtls { " (feature mtls)" } else { "" },
+            source.display()
+        )),
     });
-    let mut child = std::process::Command::new(&argv[0])
+    let mut command = std::process::Command::new(&argv[0]);
+    // ring's C for the target: Debian's cross compiler unless the caller chose one.
+    if mtls
+        && let Some((var, cc)) = collector::cross_cc(target)
+        && std::env::var_os(&var).is_none()
+    {
+        command.env(var, cc);
+    }
+    let mut child = command
         .args(&argv[1..])
         .current_dir(source)
         .stdout(std::process::Stdio::null())
@@ -160,6 +191,9 @@ fn build_in(ws: &Workspace, source: &Path, target: &str, sink: &dyn Sink) -> Res
     if !status.success() {
         let hint = if stderr.contains("can't find crate for `std`") || stderr.contains("target may not be installed") {
             format!("rustup target add {target}")
+        } else if mtls && stderr.contains("ring") {
+            let cc = collector::cross_cc(target).map_or("a C cross compiler", |c| c.1);
+            format!("the mtls build compiles ring's C for {target} with {cc}: `cargo xtask deps --install` installs it")
         } else {
             "see cargo's output above".to_string()
         };
@@ -167,7 +201,7 @@ fn build_in(ws: &Workspace, source: &Path, target: &str, sink: &dyn Sink) -> Res
     }
     let cargo_target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
     let built = collector::built_binary(source, cargo_target.as_deref(), target);
-    let staged = ws.collector_binary(target);
+    let staged = if mtls { ws.collector_binary_mtls(target) } else { ws.collector_binary(target) };
     let dir = staged.parent().expect("a staged path has a parent");
     std::fs::create_dir_all(dir).map_err(OpError::io(dir.display()))?;
     let tmp = staged.with_extension("tmp");
@@ -233,6 +267,7 @@ struct CollectorInputs {
     bytes: Vec<u8>,
     binary_sha256: String,
     config_file: Option<String>,
+    certs: Option<collector::Certs>,
 }
 
 fn collector_inputs(ws: &Workspace, state: &VmState, req: &InstallRequest, sink: &dyn Sink) -> Result<CollectorInputs> {
@@ -249,7 +284,11 @@ fn collector_inputs(ws: &Workspace, state: &VmState, req: &InstallRequest, sink:
         }
         None => None,
     };
-    Ok(CollectorInputs { target, binary, bytes, binary_sha256, config_file })
+    let certs = match &req.certs {
+        Some(dir) => Some(read_certs(dir)?),
+        None => None,
+    };
+    Ok(CollectorInputs { target, binary, bytes, binary_sha256, config_file, certs })
 }
 
 /// The guest's address, as the collector's config and its health check need it.
@@ -303,6 +342,8 @@ pub async fn provision_locked(
             let config = inputs.config_file.clone().unwrap_or_else(|| {
                 collector::config_json(&collector::ConfigInput {
                     listen: l.clone(),
+                    grpc_listen: collector::grpc_listen(&state.profile),
+                    mtls: inputs.certs.is_some(),
                     interval: state.profile.collector.interval.clone(),
                     vm_id: name.to_string(),
                     otlp_endpoint: req.otlp_endpoint.clone(),
@@ -310,7 +351,7 @@ pub async fn provision_locked(
                     cgroups: req.cgroups.clone(),
                 })
             });
-            let (plan, files) = collector::install(inputs.bytes.clone(), config, &l)?;
+            let (plan, files) = collector::install(inputs.bytes.clone(), config, &l, inputs.certs.clone())?;
             plans.push(plan);
             uploads.extend(files);
             listen = Some(l);
@@ -373,6 +414,22 @@ async fn installed(
             detail: "it does not answer through its forward".into(),
         });
     }
+    let grpc_port = state.profile.collector.grpc_port;
+    let grpc_forward = vm::forwarded(&state, grpc_port);
+    let restart_needed = grpc_forward.is_none();
+    if restart_needed {
+        sink.warning(format!(
+            "this VM's QEMU was started without a forward for the gRPC port {grpc_port}: `sysmonvm down` and \
+             `sysmonvm up` add it (vm start always forwards the collector's gRPC port)"
+        ));
+    }
+    let serviceradar_check = match grpc_forward {
+        Some(port) if req.serviceradar => Some(collector::check_entry(port)),
+        _ => None,
+    };
+    if let Some(c) = &serviceradar_check {
+        sink.info(format!("ServiceRadar agent check: {}", serde_json::to_string(c).unwrap_or_default()));
+    }
     Ok(InstallReport {
         target: inputs.target.into(),
         binary: inputs.binary,
@@ -380,7 +437,33 @@ async fn installed(
         listen,
         forward: forward.map(|p| format!("127.0.0.1:{p}")),
         answers_via_forward,
+        grpc_listen: collector::grpc_listen(&state.profile),
+        grpc_forward: grpc_forward.map(|p| format!("127.0.0.1:{p}")),
+        grpc_security: if req.certs.is_some() { "mtls" } else { "none" }.into(),
+        restart_needed,
+        serviceradar_check,
         run,
+    })
+}
+
+/// ServiceRadar's three mTLS files from `--certs DIR`, each checked to hold PEM.
+fn read_certs(dir: &Path) -> Result<collector::Certs> {
+    let read = |name: &str| -> Result<Vec<u8>> {
+        let path = dir.join(name);
+        let bytes = std::fs::read(&path).map_err(OpError::io(format!(
+            "reading {} (--certs needs {})",
+            path.display(),
+            collector::CERT_FILES.join(", ")
+        )))?;
+        if !String::from_utf8_lossy(&bytes).contains("-----BEGIN ") {
+            return Err(OpError::Invalid(format!("{}: not a PEM file", path.display())));
+        }
+        Ok(bytes)
+    };
+    Ok(collector::Certs {
+        root: read(collector::CERT_FILES[0])?,
+        cert: read(collector::CERT_FILES[1])?,
+        key: read(collector::CERT_FILES[2])?,
     })
 }
 

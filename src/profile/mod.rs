@@ -126,13 +126,21 @@ pub struct Forward {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CollectorSpec {
+    /// The HTTP endpoint's port in the guest (`/metrics`, `/v1/snapshot`, `/healthz`).
     pub port: u16,
     pub interval: String,
+    /// The gRPC port of ServiceRadar's checker interface in the guest (its default, 50110).
+    #[serde(default = "default_grpc_port")]
+    pub grpc_port: u16,
+}
+
+fn default_grpc_port() -> u16 {
+    50110
 }
 
 impl Default for CollectorSpec {
     fn default() -> Self {
-        CollectorSpec { port: 9105, interval: "1s".into() }
+        CollectorSpec { port: 9105, interval: "1s".into(), grpc_port: default_grpc_port() }
     }
 }
 

@@ -33,9 +33,21 @@ pub fn run(args: &[String]) -> Result<()> {
             print_table(&wanted);
             Ok(())
         }
-        "--install" => ensure_installed(&wanted),
+        "--install" => {
+            ensure_installed(&wanted)?;
+            if roles.contains(&Role::Test) {
+                ensure_grpc_venv()?;
+            }
+            Ok(())
+        }
         _ => {
             let missing = sp::missing(&wanted);
+            if roles.contains(&Role::Test) && !grpc_venv_ready() {
+                eprintln!(
+                    "missing: {} (PyPI {GRPC_PACKAGES:?} for the gRPC tests; `deps --install` makes it)",
+                    grpc_venv().display()
+                );
+            }
             if missing.is_empty() {
                 println!("deps: all {} system packages present", wanted.len());
                 return Ok(());
@@ -44,6 +56,50 @@ pub fn run(args: &[String]) -> Result<()> {
             bail!("{} system packages missing; install them with: {}", missing.len(), sp::install_hint(&missing))
         }
     }
+}
+
+/// PyPI packages of the gRPC tests' client (collector/tests/grpc_client.py), pinned.
+pub const GRPC_PACKAGES: [&str; 2] = ["grpcio==1.76.0", "grpcio-tools==1.76.0"];
+
+/// The venv the collector's gRPC tests look for (collector/tests/grpc_serviceradar.rs).
+pub fn grpc_venv() -> std::path::PathBuf {
+    crate::workspace_root().join("target/grpc-venv")
+}
+
+fn grpc_venv_ready() -> bool {
+    std::process::Command::new(grpc_venv().join("bin/python"))
+        .args(["-c", "import grpc, grpc_tools.protoc"])
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Makes target/grpc-venv with PyPI's grpcio and grpcio-tools (pip from the venv itself).
+fn ensure_grpc_venv() -> Result<()> {
+    use anyhow::Context;
+    if grpc_venv_ready() {
+        eprintln!("deps: {} has grpcio and grpcio-tools", grpc_venv().display());
+        return Ok(());
+    }
+    let venv = grpc_venv();
+    let status = std::process::Command::new("python3")
+        .args(["-m", "venv"])
+        .arg(&venv)
+        .status()
+        .context("running python3 -m venv (Debian package python3-venv)")?;
+    if !status.success() {
+        bail!("python3 -m venv {} failed ({status}); is python3-venv installed?", venv.display());
+    }
+    let status = std::process::Command::new(venv.join("bin/pip"))
+        .args(["install", "--quiet", "--disable-pip-version-check"])
+        .args(GRPC_PACKAGES)
+        .status()
+        .context("running pip in the venv")?;
+    if !status.success() {
+        bail!("pip install {} failed ({status}): PyPI must be reachable", GRPC_PACKAGES.join(" "));
+    }
+    eprintln!("deps: installed {} into {}", GRPC_PACKAGES.join(" "), venv.display());
+    Ok(())
 }
 
 fn report_missing(missing: &[&SystemPackage]) {

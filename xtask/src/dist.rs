@@ -1,5 +1,7 @@
 //! `cargo xtask dist`: release artifacts in `target/dist/`: `sysmonvm` for this host, the
-//! collector for x86_64 and aarch64 musl (static, rust-lld), shell completions and the man page,
+//! collector for x86_64 and aarch64 musl (static, rust-lld; and each built with feature `mtls`,
+//! `sysmon-collector-mtls-<target>`, whose ring C the Debian cross compilers of the package list
+//! build), shell completions and the man page,
 //! a `SHA256SUMS` over all of them, and — with `--formula URL SHA256` — the Homebrew formula
 //! rendered from packaging/homebrew/sysmonvm.rb.in.
 
@@ -9,7 +11,17 @@ use std::path::Path;
 use std::process::Command;
 
 fn cargo(root: &Path, args: &[&str]) -> Result<()> {
-    let st = Command::new(env!("CARGO")).args(args).current_dir(root).status()?;
+    cargo_env(root, args, None)
+}
+
+fn cargo_env(root: &Path, args: &[&str], env: Option<(String, &str)>) -> Result<()> {
+    let mut c = Command::new(env!("CARGO"));
+    if let Some((k, v)) = env
+        && std::env::var_os(&k).is_none()
+    {
+        c.env(k, v);
+    }
+    let st = c.args(args).current_dir(root).status()?;
     ensure!(st.success(), "cargo {} failed", args.join(" "));
     Ok(())
 }
@@ -20,19 +32,25 @@ pub fn run(args: &[String]) -> Result<()> {
     let _ = std::fs::remove_dir_all(&dist);
     std::fs::create_dir_all(&dist)?;
     let host = std::env::consts::ARCH.to_string() + "-" + std::env::consts::OS;
-    cargo(&root, &["build", "--release", "--locked", "-p", "sysmonvm"])?;
-    let mut files = vec![(format!("sysmonvm-{host}"), root.join("target/release/sysmonvm"))];
-    for target in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"] {
-        cargo(&root, &["build", "--release", "--locked", "-p", "sysmon-collector", "--target", target])?;
-        files.push((
-            format!("sysmon-collector-{target}"),
-            root.join(format!("target/{target}/release/sysmon-collector")),
-        ));
-    }
-    for (name, from) in &files {
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or(root.join("target"));
+    let copy = |from: &Path, name: &str| -> Result<()> {
         std::fs::copy(from, dist.join(name)).with_context(|| format!("{}", from.display()))?;
+        Ok(())
+    };
+    cargo(&root, &["build", "--release", "--locked", "-p", "sysmonvm"])?;
+    copy(&target_dir.join("release/sysmonvm"), &format!("sysmonvm-{host}"))?;
+    for target in ["x86_64-unknown-linux-musl", "aarch64-unknown-linux-musl"] {
+        let built = target_dir.join(format!("{target}/release/sysmon-collector"));
+        cargo(&root, &["build", "--release", "--locked", "-p", "sysmon-collector", "--target", target])?;
+        copy(&built, &format!("sysmon-collector-{target}"))?;
+        // The same path again: copied before the mtls build replaces it.
+        let cc = sysmonvm::guest::collector::cross_cc(target);
+        let args =
+            ["build", "--release", "--locked", "-p", "sysmon-collector", "--features", "mtls", "--target", target];
+        cargo_env(&root, &args, cc)?;
+        copy(&built, &format!("sysmon-collector-mtls-{target}"))?;
     }
-    let bin = root.join("target/release/sysmonvm");
+    let bin = target_dir.join("release/sysmonvm");
     for (shell, file) in [("bash", "sysmonvm.bash"), ("zsh", "_sysmonvm"), ("fish", "sysmonvm.fish")] {
         let o = Command::new(&bin).args(["completions", shell]).output()?;
         ensure!(o.status.success());

@@ -242,11 +242,13 @@ pub fn profile_yaml(port: u16, b: &Built) -> String {
         "  user: lab".into(),
         "forwards:".into(),
         "  - guest: 9105".into(),
+        "  - guest: 50110".into(),
         "seed: virtio".into(),
         "guest_family: apt".into(),
         "collector:".into(),
         "  port: 9105".into(),
         "  interval: 1s".into(),
+        "  grpc_port: 50110".into(),
         String::new(),
     ]
     .join("\n")

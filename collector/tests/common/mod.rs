@@ -21,6 +21,21 @@ pub fn tool_missing(tool: &str) {
     eprintln!("SKIPPED: {why}");
 }
 
+/// A test that cannot run here says so: `SKIPPED: why` on stderr, or under CI=true, a failure.
+pub fn skip(why: &str) {
+    assert!(!in_ci(), "{why}; it is required under CI=true (.ci/run installs it)");
+    eprintln!("SKIPPED: {why}");
+}
+
+/// Whether a command is on PATH; a missing one is SKIPPED (a failure under CI=true) naming its package.
+pub fn have(tool: &str) -> bool {
+    let found = std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
+    if !found {
+        tool_missing(tool);
+    }
+    found
+}
+
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
