@@ -415,7 +415,7 @@ async fn installed(
         });
     }
     let grpc_port = state.profile.collector.grpc_port;
-    let grpc_forward = vm::forwarded(&state, grpc_port);
+    let grpc_forward = vm::forwarded(state, grpc_port);
     let restart_needed = grpc_forward.is_none();
     if restart_needed {
         sink.warning(format!(

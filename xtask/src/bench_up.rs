@@ -59,7 +59,7 @@ impl Bench {
     fn guest_logins(&self) -> Result<u64> {
         let (_, out) =
             self.ssh("sudo -n journalctl -b -o cat _COMM=sshd -t sshd 2>/dev/null | grep -c '^Accepted publickey'")?;
-        Ok(out.trim().parse::<u64>().context("sshd log count")?)
+        out.trim().parse::<u64>().context("sshd log count")
     }
 }
 
