@@ -614,7 +614,8 @@ pub fn run(args: &[String]) -> Result<()> {
             r.guest(
                 "sudo dpkg -r jq >/dev/null 2>&1 && \
                  echo '# edited by the e2e' | sudo tee -a /etc/systemd/system/serviceradar-sysmon-vm.service >/dev/null && \
-                 sudo cp /bin/true /usr/local/bin/sysmon-collector.e2e && sudo mv /usr/local/bin/sysmon-collector.e2e /usr/local/bin/sysmon-collector",
+                 sudo cp /bin/true /usr/local/bin/sysmon-collector.e2e && sudo mv /usr/local/bin/sysmon-collector.e2e /usr/local/bin/sysmon-collector && \
+                 sudo rm -f /var/lib/sysmonvm/stage/sysmon-collector",
             )?;
             let v = r.must(&["up", "--profile", &profile, "--name", name])?;
             let (boot, run) = (&v["provision"]["bootstrap"], &v["provision"]["collector"]["run"]);
@@ -623,10 +624,9 @@ pub fn run(args: &[String]) -> Result<()> {
                 ensure!(changed(run).contains(&step.to_string()), "`{step}` not repaired: {:?}", changed(run));
             }
             let sent: Vec<&str> = run["sent"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
-            ensure!(
-                sent.len() == 2 && sent.iter().any(|p| p.ends_with("/sysmon-collector")) && sent.iter().any(|p| p.ends_with(".service")),
-                "only the binary and the unit should be sent: {sent:?}"
-            );
+            // The unit's staged copy is intact (repaired from it, nothing sent); the binary's was
+            // removed, so it alone is sent.
+            ensure!(sent.len() == 1 && sent[0].ends_with("/sysmon-collector"), "only the binary should be sent: {sent:?}");
             ensure!(r.guest("jq --version").is_ok(), "jq is back");
             ensure!(main_pid(r)? != pid, "the repaired service was restarted");
             let s = r.must(&["collector", "status", name])?;
