@@ -254,20 +254,8 @@ pub fn run(listener: TcpListener, latest: Arc<Latest>) -> std::io::Result<()> {
             let events = if matches!(c.state, State::Reading { .. }) { libc::POLLIN } else { libc::POLLOUT };
             fds.push(libc::pollfd { fd: c.stream.as_raw_fd(), events, revents: 0 });
         }
-        let now = Instant::now();
-        let timeout_ms = conns
-            .iter()
-            .map(|c| c.deadline.saturating_duration_since(now).as_millis().saturating_add(1).min(60_000) as libc::c_int)
-            .min()
-            .unwrap_or(-1);
-        // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if ready < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        if !poll_until(&mut fds, conns.iter().map(|c| c.deadline))? {
+            continue;
         }
         // Connections first (their indices match `fds[1..]`), then new ones.
         let mut keep = Vec::with_capacity(conns.len());
@@ -325,6 +313,24 @@ fn accept_ready(listener: &TcpListener, conns: &mut Vec<Conn>, latest: &Latest) 
             }
         }
     }
+}
+
+/// One `poll(2)` over `fds`, waking no later than the earliest of `deadlines` (or after at most
+/// 60 s). False when a signal interrupted it (the caller polls again); the poll loops of the HTTP
+/// and the gRPC server share it.
+pub(crate) fn poll_until(fds: &mut [libc::pollfd], deadlines: impl Iterator<Item = Instant>) -> std::io::Result<bool> {
+    let now = Instant::now();
+    let timeout_ms = deadlines
+        .map(|d| d.saturating_duration_since(now).as_millis().saturating_add(1).min(60_000) as libc::c_int)
+        .min()
+        .unwrap_or(-1);
+    // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs.
+    let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if ready < 0 {
+        let e = std::io::Error::last_os_error();
+        return if e.kind() == ErrorKind::Interrupted { Ok(false) } else { Err(e) };
+    }
+    Ok(true)
 }
 
 #[cfg(test)]

@@ -227,22 +227,8 @@ pub fn run(listener: TcpListener, latest: Arc<Latest>, security: Security) -> st
             }
             fds.push(libc::pollfd { fd: c.transport.fd(), events, revents: 0 });
         }
-        let now = Instant::now();
-        let timeout_ms = conns
-            .iter()
-            .map(|c| {
-                c.deadline().saturating_duration_since(now).as_millis().saturating_add(1).min(60_000) as libc::c_int
-            })
-            .min()
-            .unwrap_or(-1);
-        // SAFETY: `fds` is a valid, exclusively borrowed array of `fds.len()` pollfd structs.
-        let ready = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
-        if ready < 0 {
-            let e = std::io::Error::last_os_error();
-            if e.kind() == ErrorKind::Interrupted {
-                continue;
-            }
-            return Err(e);
+        if !crate::server::poll_until(&mut fds, conns.iter().map(|c| c.deadline()))? {
+            continue;
         }
         let mut keep = Vec::with_capacity(conns.len());
         for (i, mut c) in conns.drain(..).enumerate() {
