@@ -281,6 +281,33 @@ impl TailBuffer {
 }
 
 /// A command as an error message names it: its first line, at most 120 characters.
+/// One exec's deadline and the errors it ends in, shared by the exec variants.
+struct ExecCall<'a> {
+    addr: &'a str,
+    command: &'a str,
+    limit: Option<Duration>,
+}
+
+impl ExecCall<'_> {
+    /// When the whole exec must be over; taken when the exec starts.
+    fn until(&self) -> Option<Instant> {
+        self.limit.map(|d| Instant::now() + d)
+    }
+
+    fn overran(&self) -> SshError {
+        SshError::ExecTimeout {
+            addr: self.addr.to_string(),
+            command: brief(self.command),
+            deadline: self.limit.unwrap_or_default(),
+        }
+    }
+
+    fn failed(&self, doing: &'static str) -> impl Fn(russh::Error) -> SshError {
+        let addr = self.addr.to_string();
+        move |e: russh::Error| SshError::Channel { addr: addr.clone(), doing, source: Box::new(e) }
+    }
+}
+
 fn brief(command: &str) -> String {
     let first = command.lines().next().unwrap_or("");
     let mut b: String = first.chars().take(120).collect();
@@ -375,16 +402,10 @@ impl SshSession {
         deadline: ExecDeadline,
         mut on_output: impl FnMut(bool, &[u8]),
     ) -> Result<u32, SshError> {
-        let limit = self.resolve(deadline);
-        let until = limit.map(|d| Instant::now() + d);
-        let overran = || SshError::ExecTimeout {
-            addr: self.addr.clone(),
-            command: brief(command),
-            deadline: limit.unwrap_or_default(),
-        };
-        let failed = |doing: &'static str| {
-            move |e: russh::Error| SshError::Channel { addr: self.addr.clone(), doing, source: Box::new(e) }
-        };
+        let call = ExecCall { addr: &self.addr, command, limit: self.resolve(deadline) };
+        let until = call.until();
+        let overran = || call.overran();
+        let failed = |doing: &'static str| call.failed(doing);
         let Some(opened) = by(until, self.handle.channel_open_session()).await else {
             return Err(overran());
         };
@@ -435,16 +456,10 @@ impl SshSession {
         mut on_output: impl FnMut(bool, &[u8], &mut Vec<Vec<u8>>) -> std::ops::ControlFlow<()>,
     ) -> Result<Option<u32>, SshError> {
         use tokio::io::AsyncWriteExt;
-        let limit = self.resolve(deadline);
-        let until = limit.map(|d| Instant::now() + d);
-        let overran = || SshError::ExecTimeout {
-            addr: self.addr.clone(),
-            command: brief(command),
-            deadline: limit.unwrap_or_default(),
-        };
-        let failed = |doing: &'static str| {
-            move |e: russh::Error| SshError::Channel { addr: self.addr.clone(), doing, source: Box::new(e) }
-        };
+        let call = ExecCall { addr: &self.addr, command, limit: self.resolve(deadline) };
+        let until = call.until();
+        let overran = || call.overran();
+        let failed = |doing: &'static str| call.failed(doing);
         let Some(opened) = by(until, self.handle.channel_open_session()).await else {
             return Err(overran());
         };
