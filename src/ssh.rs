@@ -280,20 +280,16 @@ impl TailBuffer {
     }
 }
 
-/// A command as an error message names it: its first line, at most 120 characters.
 /// One exec's deadline and the errors it ends in, shared by the exec variants.
 struct ExecCall<'a> {
     addr: &'a str,
     command: &'a str,
     limit: Option<Duration>,
+    /// When the whole exec must be over; taken when the exec starts.
+    until: Option<Instant>,
 }
 
 impl ExecCall<'_> {
-    /// When the whole exec must be over; taken when the exec starts.
-    fn until(&self) -> Option<Instant> {
-        self.limit.map(|d| Instant::now() + d)
-    }
-
     fn overran(&self) -> SshError {
         SshError::ExecTimeout {
             addr: self.addr.to_string(),
@@ -308,6 +304,7 @@ impl ExecCall<'_> {
     }
 }
 
+/// A command as an error message names it: its first line, at most 120 characters.
 fn brief(command: &str) -> String {
     let first = command.lines().next().unwrap_or("");
     let mut b: String = first.chars().take(120).collect();
@@ -392,6 +389,21 @@ impl SshSession {
         self.exec_streaming_with(command, stdin, ExecDeadline::SessionDefault, on_output).await
     }
 
+    /// Opens the session channel an exec runs on, within the exec's deadline (which starts now).
+    async fn open_exec<'a>(
+        &'a self,
+        command: &'a str,
+        deadline: ExecDeadline,
+    ) -> Result<(ExecCall<'a>, russh::Channel<client::Msg>), SshError> {
+        let limit = self.resolve(deadline);
+        let call = ExecCall { addr: &self.addr, command, limit, until: limit.map(|d| Instant::now() + d) };
+        let Some(opened) = by(call.until, self.handle.channel_open_session()).await else {
+            return Err(call.overran());
+        };
+        let ch = opened.map_err(call.failed("opening a session channel"))?;
+        Ok((call, ch))
+    }
+
     /// [`exec_streaming`](Self::exec_streaming) with this call's own deadline. One deadline
     /// covers the whole exec (opening the channel, input, output, exit status); when it passes
     /// the channel is closed and [`SshError::ExecTimeout`] returned.
@@ -402,20 +414,13 @@ impl SshSession {
         deadline: ExecDeadline,
         mut on_output: impl FnMut(bool, &[u8]),
     ) -> Result<u32, SshError> {
-        let call = ExecCall { addr: &self.addr, command, limit: self.resolve(deadline) };
-        let until = call.until();
-        let overran = || call.overran();
-        let failed = |doing: &'static str| call.failed(doing);
-        let Some(opened) = by(until, self.handle.channel_open_session()).await else {
-            return Err(overran());
-        };
-        let mut ch = opened.map_err(failed("opening a session channel"))?;
+        let (call, mut ch) = self.open_exec(command, deadline).await?;
         let body = async {
-            ch.exec(true, command).await.map_err(failed("starting the command"))?;
+            ch.exec(true, command).await.map_err(call.failed("starting the command"))?;
             if let Some(data) = stdin {
-                ch.data(data).await.map_err(failed("sending the command's input"))?;
+                ch.data(data).await.map_err(call.failed("sending the command's input"))?;
             }
-            ch.eof().await.map_err(failed("closing the command's input"))?;
+            ch.eof().await.map_err(call.failed("closing the command's input"))?;
             let mut status = None;
             while let Some(msg) = ch.wait().await {
                 match msg {
@@ -431,13 +436,13 @@ impl SshSession {
             status
                 .ok_or_else(|| SshError::Protocol(format!("{command:?}: the connection closed before the exit status")))
         };
-        match by(until, body).await {
+        match by(call.until, body).await {
             Some(r) => r,
             None => {
                 // Tell sshd the channel is gone (so it stops sending); a peer too stalled to take
                 // even that is left to the session's end.
                 let _ = tokio::time::timeout(CLOSE_GRACE, ch.close()).await;
-                Err(overran())
+                Err(call.overran())
             }
         }
     }
@@ -456,14 +461,7 @@ impl SshSession {
         mut on_output: impl FnMut(bool, &[u8], &mut Vec<Vec<u8>>) -> std::ops::ControlFlow<()>,
     ) -> Result<Option<u32>, SshError> {
         use tokio::io::AsyncWriteExt;
-        let call = ExecCall { addr: &self.addr, command, limit: self.resolve(deadline) };
-        let until = call.until();
-        let overran = || call.overran();
-        let failed = |doing: &'static str| call.failed(doing);
-        let Some(opened) = by(until, self.handle.channel_open_session()).await else {
-            return Err(overran());
-        };
-        let mut ch = opened.map_err(failed("opening a session channel"))?;
+        let (call, mut ch) = self.open_exec(command, deadline).await?;
         // The input goes through a task of its own: a large reply waits for the peer's window
         // while this task goes on reading the output.
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
@@ -476,7 +474,7 @@ impl SshSession {
             }
         });
         let body = async {
-            ch.exec(true, command).await.map_err(failed("starting the command"))?;
+            ch.exec(true, command).await.map_err(call.failed("starting the command"))?;
             let _ = tx.send(input);
             let mut outbox = Vec::new();
             let mut status = None;
@@ -505,13 +503,13 @@ impl SshSession {
                 .map(Some)
                 .ok_or_else(|| SshError::Protocol(format!("{command:?}: the connection closed before the exit status")))
         };
-        let result = by(until, body).await;
+        let result = by(call.until, body).await;
         feeder.abort();
         match result {
             Some(r) => r,
             None => {
                 let _ = tokio::time::timeout(CLOSE_GRACE, ch.close()).await;
-                Err(overran())
+                Err(call.overran())
             }
         }
     }
