@@ -158,8 +158,8 @@ pub enum QmpError {
     /// What QEMU sent (cut to 200 characters): data from the peer, so it is kept as text.
     #[error("QMP: unreadable message {0:?}")]
     Garbled(String),
-    #[error("QMP: {0}")]
-    TooLong(FrameTooLong),
+    #[error("QMP: the peer is not speaking the protocol")]
+    TooLong(#[source] FrameTooLong),
     #[error("QMP command {command} failed: {class}: {desc}")]
     Command { command: String, class: String, desc: String },
 }

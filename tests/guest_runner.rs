@@ -254,7 +254,7 @@ async fn a_dropped_connection_names_the_step_and_a_rerun_continues() {
     match result {
         Err(e @ RunError::Interrupted { .. }) => {
             let m = e.to_string();
-            assert!(m.contains("dropped during step `slow`") && m.contains("Run again to continue"), "{m}");
+            assert!(m.contains("dropped during step `slow`") && m.contains("run again to continue"), "{m}");
         }
         other => panic!("expected an interrupted run, got {other:?}"),
     }

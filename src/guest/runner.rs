@@ -109,10 +109,15 @@ pub enum RunError {
     #[error("{title}: the guest script failed before any step (exit status {status}):\n{}", indent(tail))]
     Script { title: String, status: u32, tail: String },
     #[error(
-        "{title}: the SSH connection dropped{} ({message}); the guest may have finished or stopped that step. Run again to continue: finished steps are skipped.",
+        "{title}: the SSH connection dropped{} (the guest may have finished or stopped that step; run again to continue: finished steps are skipped)",
         step.as_ref().map(|s| format!(" during step `{s}`")).unwrap_or_default()
     )]
-    Interrupted { title: String, step: Option<String>, message: String },
+    Interrupted {
+        title: String,
+        step: Option<String>,
+        #[source]
+        source: SshError,
+    },
     #[error(
         "{title}: the guest script did not finish within {deadline:?}{}; its SSH channel was closed and the guest may still be running it. Find out why it stalls (`sysmonvm vm ssh NAME -- ps -ef`), then run again: finished steps are skipped.",
         step.as_ref().map(|s| format!(" (it was in step `{s}`)")).unwrap_or_default()
@@ -447,9 +452,7 @@ pub async fn run_plans(
         Err(source @ SshError::ExecTimeout { .. }) => {
             return Err(RunError::TimedOut { title, step, deadline: limits.script_deadline, source });
         }
-        Err(e) => {
-            return Err(RunError::Interrupted { title, step, message: crate::errors::chain(&e) });
-        }
+        Err(source) => return Err(RunError::Interrupted { title, step, source }),
     };
     let tail = tail.text();
     if let Some((step, status)) = failed {

@@ -31,6 +31,9 @@ pub enum OpError {
         #[source]
         source: Box<crate::image::ImageError>,
     },
+    /// Which images VMs use could not be worked out, so prune deletes nothing.
+    #[error("image prune removes nothing")]
+    ImagesInUse(#[source] crate::image::cache::InUseError),
     #[error("image fetch")]
     Image(#[source] Box<crate::image::ImageError>),
     #[error(
@@ -72,12 +75,18 @@ pub enum OpError {
         #[source]
         source: std::io::Error,
     },
-    #[error("{what}")]
+    /// A tool that is missing, cannot start, or refused: what happened and what to do about it.
+    #[error("{what} ({hint})")]
     Tool {
         what: String,
         /// What to install or run to fix it.
         hint: String,
+        /// Why the tool could not be started, when it could not.
+        #[source]
+        source: Option<std::io::Error>,
     },
+    /// Something ran and reported failure; `detail` is what it said (its exit status, its stderr,
+    /// the text it printed instead of an answer), not an error of ours.
     #[error("{what}: {detail}")]
     Failed { what: String, detail: String },
     #[error("{what}")]

@@ -192,6 +192,7 @@ async fn monitor_powermetrics(
             hint: "run `sudo sysmonvm host monitor`, or allow it without a password: \
                    `echo \"$USER ALL=(root) NOPASSWD: /usr/bin/powermetrics\" | sudo tee /etc/sudoers.d/powermetrics`"
                 .into(),
+            source: None,
         });
     }
     Ok(report)

@@ -72,7 +72,7 @@ pub fn verify(ws: &Workspace) -> Result<VerifyReport> {
 
 /// What `prune` would do: which images VMs keep (and so `--all` must confirm).
 pub fn prune_plan(ws: &Workspace, all: bool) -> Result<PrunePlan> {
-    let in_use = images_in_use(ws).map_err(|e| OpError::Invalid(format!("image prune removes nothing: {e}")))?;
+    let in_use = images_in_use(ws).map_err(OpError::ImagesInUse)?;
     Ok(ImageCache::of(ws).plan_prune(&PruneRequest { in_use, all, confirmed_vms: Vec::new() })?)
 }
 
@@ -80,6 +80,6 @@ pub fn prune_plan(ws: &Workspace, all: bool) -> Result<PrunePlan> {
 /// `confirmed_vms` (the caller named them and asked); an image a VM not confirmed uses stays.
 /// Every VM's `state.json` must be readable: on doubt nothing is deleted.
 pub fn prune(ws: &Workspace, all: bool, confirmed_vms: Vec<String>) -> Result<PruneReport> {
-    let in_use = images_in_use(ws).map_err(|e| OpError::Invalid(format!("image prune removes nothing: {e}")))?;
+    let in_use = images_in_use(ws).map_err(OpError::ImagesInUse)?;
     Ok(ImageCache::of(ws).prune_images(&PruneRequest { in_use, all, confirmed_vms })?)
 }

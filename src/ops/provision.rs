@@ -112,6 +112,7 @@ fn collector_binary(ws: &Workspace, target: &str, req: &InstallRequest, sink: &d
                 "run `sysmonvm collector build --target {target} --source DIR` with a checkout, or put a released \
                  sysmon-collector-{target} binary at that path (or pass --binary FILE)"
             ),
+            source: None,
         }),
     }
 }
@@ -137,6 +138,7 @@ pub fn collector_build(ws: &Workspace, req: &BuildRequest, sink: &dyn Sink) -> R
     let src = collector::find_source(req.source.as_deref()).ok_or_else(|| OpError::Tool {
         what: "no sysmonvm checkout found to build the collector from".into(),
         hint: "pass --source DIR (or set SYSMONVM_SOURCE), or use released collector binaries".into(),
+        source: None,
     })?;
     let staged = build_in(ws, &src, &target, req.mtls, sink)?;
     let bytes = std::fs::read(&staged).map_err(OpError::io(staged.display()))?;
@@ -176,8 +178,9 @@ fn build_in(ws: &Workspace, source: &Path, target: &str, mtls: bool, sink: &dyn 
         .stderr(std::process::Stdio::piped())
         .spawn()
         .map_err(|e| OpError::Tool {
-            what: format!("cannot run cargo: {e}"),
+            what: "cannot run cargo".into(),
             hint: "install Rust with rustup".into(),
+            source: Some(e),
         })?;
     let mut stderr = String::new();
     if let Some(err) = child.stderr.take() {
@@ -197,7 +200,7 @@ fn build_in(ws: &Workspace, source: &Path, target: &str, mtls: bool, sink: &dyn 
         } else {
             "see cargo's output above".to_string()
         };
-        return Err(OpError::Tool { what: format!("`{}` failed ({status})", argv.join(" ")), hint });
+        return Err(OpError::Tool { what: format!("`{}` failed ({status})", argv.join(" ")), hint, source: None });
     }
     let cargo_target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from);
     let built = collector::built_binary(source, cargo_target.as_deref(), target);

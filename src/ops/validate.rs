@@ -239,14 +239,14 @@ struct Measured {
 
 /// The host's own CPUs over `d`: the collector's library on Linux, powermetrics on macOS (root,
 /// or `sudo -n` with the sudoers rule in the README). Times are on the host's clock.
-fn sample_host(d: Duration, iv: Duration) -> std::result::Result<Vec<HostPoint>, String> {
+fn sample_host(d: Duration, iv: Duration) -> std::result::Result<Vec<HostPoint>, HostSampleError> {
     if cfg!(target_os = "macos") {
         let n = (d.as_secs_f64() / iv.as_secs_f64()).floor().max(1.0) as u64;
         let argv = crate::host::powermetrics_argv(iv.as_millis() as u64, Some(n), crate::host::is_root());
         let started = now();
-        let out = std::process::Command::new(&argv[0]).args(&argv[1..]).output().map_err(|e| e.to_string())?;
+        let out = std::process::Command::new(&argv[0]).args(&argv[1..]).output().map_err(HostSampleError::Spawn)?;
         if !out.status.success() {
-            return Err("powermetrics needs root (see README, \"Host monitor\", for the sudoers rule)".into());
+            return Err(HostSampleError::NeedsRoot(out.status));
         }
         let (samples, _) = crate::host::powermetrics::parse_stream(&out.stdout);
         let mut points = Vec::new();
@@ -287,7 +287,20 @@ fn sample_host(d: Duration, iv: Duration) -> std::result::Result<Vec<HostPoint>,
             }
         }
     }
-    if points.is_empty() { Err("the host reports no CPU frequency".into()) } else { Ok(points) }
+    if points.is_empty() { Err(HostSampleError::NoFrequency) } else { Ok(points) }
+}
+
+/// Why the host's own frequencies are missing from a report (its `host_missing`, as a chain).
+#[derive(Debug, thiserror::Error)]
+enum HostSampleError {
+    #[error("cannot run powermetrics")]
+    Spawn(#[source] std::io::Error),
+    #[error("powermetrics exited with {0}: it needs root (see README, \"Host monitor\", for the sudoers rule)")]
+    NeedsRoot(std::process::ExitStatus),
+    #[error("the host reports no CPU frequency")]
+    NoFrequency,
+    #[error("the host sampling task failed")]
+    Task(#[source] tokio::task::JoinError),
 }
 
 async fn measure(
@@ -317,6 +330,7 @@ async fn measure(
         return Err(OpError::Tool {
             what: "stress-ng is not installed in the guest".into(),
             hint: "run `sysmonvm bootstrap` first".into(),
+            source: None,
         });
     }
     let url = format!("http://127.0.0.1:{fwd}/v1/snapshot");
@@ -355,13 +369,13 @@ async fn measure(
             poll_snapshots(&url, iv, until),
             tokio::task::spawn_blocking(move || sample_host(d, iv))
         );
-        match host_out.map_err(|e| e.to_string()).and_then(|r| r) {
+        match host_out.map_err(HostSampleError::Task).and_then(|r| r) {
             // On the guest's clock, like every other reading.
             Ok(points) => host.extend(points.into_iter().map(|mut p| {
                 p.time += offset.0;
                 p
             })),
-            Err(why) => host_missing = Some(why),
+            Err(why) => host_missing = Some(crate::errors::chain(&why)),
         }
         // The phase is the load's own span: readings after stress-ng's timeout (the reference loop
         // and the polling run a little longer) belong to no phase.

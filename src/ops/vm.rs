@@ -332,10 +332,11 @@ pub fn ssh(ws: &Workspace, name: Option<&str>, command: &[String]) -> Result<i32
         .filter(|_| vm::running_pid(&paths).is_some())
         .ok_or_else(|| OpError::Vm(vm::VmError::NotRunning(name.clone())))?;
     let argv = vm::openssh_argv(ws, &paths, &state, port, command);
-    let status = std::process::Command::new(&argv[0])
-        .args(&argv[1..])
-        .status()
-        .map_err(|e| OpError::Tool { what: format!("cannot run ssh: {e}"), hint: "install openssh-client".into() })?;
+    let status = std::process::Command::new(&argv[0]).args(&argv[1..]).status().map_err(|e| OpError::Tool {
+        what: "cannot run ssh".into(),
+        hint: "install openssh-client".into(),
+        source: Some(e),
+    })?;
     Ok(status.code().unwrap_or(crate::exit::ERROR))
 }
 
