@@ -8,7 +8,7 @@ use clap::{Args, Parser, Subcommand};
 
 use std::path::PathBuf;
 use sysmonvm::exit;
-use sysmonvm::profile::Accel;
+use sysmonvm::profile::{Accel, Arch};
 use sysmonvm::validate::checks::PhaseKind;
 
 #[derive(Parser)]
@@ -221,8 +221,8 @@ pub enum CollectorCommand {
     /// Cross-compile sysmon-collector (static musl, rust-lld) and stage it in the workspace.
     Build {
         /// aarch64-unknown-linux-musl or x86_64-unknown-linux-musl [default: the profile's arch].
-        #[arg(long)]
-        target: Option<String>,
+        #[arg(long, value_parser = parse_target)]
+        target: Option<Arch>,
         /// With feature `mtls` (TLS for ServiceRadar's gRPC; ring compiles C, so this needs the
         /// target's C cross compiler: musl-gcc or aarch64-linux-gnu-gcc), staged apart.
         #[arg(long)]
@@ -259,6 +259,12 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 pub fn parse_accel(s: &str) -> Result<Accel, String> {
     sysmonvm::qemu::accel::parse_accel(s).ok_or_else(|| format!("{s:?}: use auto, hvf, kvm or tcg"))
+}
+
+/// `collector build --target`: a musl triple, as the guest arch it builds for.
+pub fn parse_target(s: &str) -> Result<Arch, String> {
+    sysmonvm::guest::collector::arch_of_target(s)
+        .ok_or_else(|| format!("{s:?}: use aarch64-unknown-linux-musl or x86_64-unknown-linux-musl"))
 }
 
 /// `--phases`, in order.

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use sysmonvm::image::cache::ImageCache;
 use sysmonvm::image::download::{self, Limits, NoProgress};
 use sysmonvm::image::{self, ImageError, ImageSource, KeySource};
+use sysmonvm::workspace::Workspace;
 
 const IMAGE: &str = "/images/Test-GenericCloud-latest.x86_64.qcow2";
 const NAME: &str = "Test-GenericCloud-latest.x86_64.qcow2";
@@ -72,7 +73,7 @@ impl Setup {
     }
 
     fn cache(&self) -> ImageCache {
-        ImageCache::new(self.dir.path().join("images"))
+        ImageCache::of(&Workspace::at(self.dir.path()))
     }
 }
 
@@ -205,7 +206,7 @@ async fn rsa_keys_signing_subkeys_and_clearsigned_files_verify() {
     s.server.put("/images/CHECKSUM.asc", s.gpg.detach_sign(sums.as_bytes(), Some(&sub)), Behaviour::Normal);
     let mut src = s.source();
     src.key = Some(KeySource::File(s.gpg.write_public_key(&s.dir.path().join("sub").tap_mkdir())));
-    let cache2 = ImageCache::new(s.dir.path().join("images2"));
+    let cache2 = ImageCache::of(&Workspace::at(&s.dir.path().join("images2")));
     assert!(image::fetch(&src, &cache2, &NoProgress, |_| {}).await.unwrap().signature_verified);
 
     // Clearsigned CHECKSUM, no separate signature; a line added outside the signed part is ignored.
@@ -215,7 +216,7 @@ async fn rsa_keys_signing_subkeys_and_clearsigned_files_verify() {
     let mut src = s.source();
     src.signature_url = None;
     src.key = Some(KeySource::File(s.gpg.write_public_key(&s.dir.path().join("clear").tap_mkdir())));
-    let cache3 = ImageCache::new(s.dir.path().join("images3"));
+    let cache3 = ImageCache::of(&Workspace::at(&s.dir.path().join("images3")));
     let got = image::fetch(&src, &cache3, &NoProgress, |_| {}).await.unwrap();
     assert!(got.signature_verified);
     assert_eq!(got.sha256, sha(&s.image));
@@ -350,7 +351,7 @@ async fn a_partial_from_another_url_is_never_resumed_from_this_one() {
     assert!(!partial.exists() && !download::origin_path(&partial).exists());
 
     // A partial recorded as another URL's, or with no record at all, is not resumed either.
-    let cache = ImageCache::new(s.dir.path().join("images-unknown"));
+    let cache = ImageCache::of(&Workspace::at(&s.dir.path().join("images-unknown")));
     let partial = cache.partial_path(&sha(&s.image), NAME);
     std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
     std::fs::write(&partial, vec![0u8; 5000]).unwrap();
@@ -362,7 +363,7 @@ async fn a_partial_from_another_url_is_never_resumed_from_this_one() {
     assert_eq!(s.server.requests_for(IMAGE)[before].range, None);
     assert_eq!(std::fs::read(&got.path).unwrap(), s.image);
 
-    let cache = ImageCache::new(s.dir.path().join("images-unrecorded"));
+    let cache = ImageCache::of(&Workspace::at(&s.dir.path().join("images-unrecorded")));
     let partial = cache.partial_path(&sha(&s.image), NAME);
     std::fs::create_dir_all(partial.parent().unwrap()).unwrap();
     std::fs::write(&partial, vec![0u8; 5000]).unwrap();
@@ -408,7 +409,7 @@ async fn an_endless_body_stops_at_the_size_the_checksum_lists_and_the_next_mirro
     assert!(took < Duration::from_secs(60), "{took:?}");
 
     // No mirror: the error says which cap and how far it got; nothing is kept.
-    let cache = ImageCache::new(s.dir.path().join("images-endless"));
+    let cache = ImageCache::of(&Workspace::at(&s.dir.path().join("images-endless")));
     let e = image::fetch(&s.source(), &cache, &NoProgress, |_| {}).await.unwrap_err();
     let msg = e.to_string();
     assert!(msg.contains(&format!("larger than the {} bytes the CHECKSUM lists", s.image.len())), "{msg}");
@@ -543,7 +544,9 @@ async fn a_plain_http_image_with_an_unsigned_checksum_is_refused_before_any_requ
     let got = image::fetch(&pinned, &s.cache(), &NoProgress, |_| {}).await.unwrap();
     assert!(got.warnings.is_empty(), "{:?}", got.warnings);
     let signed =
-        image::fetch(&s.source(), &ImageCache::new(s.dir.path().join("i2")), &NoProgress, |_| {}).await.unwrap();
+        image::fetch(&s.source(), &ImageCache::of(&Workspace::at(&s.dir.path().join("i2"))), &NoProgress, |_| {})
+            .await
+            .unwrap();
     assert!(signed.signature_verified && signed.warnings.is_empty(), "{:?}", signed.warnings);
 }
 
@@ -560,17 +563,20 @@ async fn a_pinned_sha256_needs_no_signature_and_gives_no_unsigned_warning() {
     assert_eq!(got.sha256, sha(&s.image));
     // With an unsigned CHECKSUM beside the pin: it must agree, and still nothing is unverified.
     let with_sums = ImageSource { checksum_url: Some(s.server.url("/images/CHECKSUM")), ..pin_only.clone() };
-    let got = image::fetch(&with_sums, &ImageCache::new(s.dir.path().join("i3")), &NoProgress, |_| {}).await.unwrap();
+    let got = image::fetch(&with_sums, &ImageCache::of(&Workspace::at(&s.dir.path().join("i3"))), &NoProgress, |_| {})
+        .await
+        .unwrap();
     assert!(!got.signature_verified && got.warnings.is_empty(), "{:?}", got.warnings);
     // Without the pin, the same unsigned CHECKSUM is refused over plain http (see above): the
     // pin is what makes it safe, not the CHECKSUM.
     let unpinned = ImageSource { sha256: None, ..with_sums };
-    let e = image::fetch(&unpinned, &ImageCache::new(s.dir.path().join("i4")), &NoProgress, |_| {}).await;
+    let e =
+        image::fetch(&unpinned, &ImageCache::of(&Workspace::at(&s.dir.path().join("i4"))), &NoProgress, |_| {}).await;
     assert!(matches!(e, Err(ImageError::UnverifiedPlainHttp { .. })), "{e:?}");
     // Tampered bytes under the pin: refused, nothing cached.
     s.server.put("/images/tampered.qcow2", s.image.clone(), Behaviour::Tamper { offset: 100 });
     let tampered = ImageSource { url: Some(s.server.url("/images/tampered.qcow2")), ..pin_only };
-    let cache = ImageCache::new(s.dir.path().join("i5"));
+    let cache = ImageCache::of(&Workspace::at(&s.dir.path().join("i5")));
     let e = image::fetch(&tampered, &cache, &NoProgress, |_| {}).await.unwrap_err();
     assert!(e.to_string().contains(&sha(&s.image)), "{e}");
 }

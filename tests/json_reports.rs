@@ -94,6 +94,7 @@ fn prune_keeps_what_a_stopped_vm_uses() {
         || !common::have("qemu-system-x86_64")
         || !common::have("/usr/share/OVMF/OVMF_CODE_4M.fd")
     {
+        common::skip("prune_keeps_what_a_stopped_vm_uses needs qemu-utils, qemu-system-x86 and ovmf");
         return;
     }
     let d = tempfile::tempdir().unwrap();
@@ -106,7 +107,7 @@ fn prune_keeps_what_a_stopped_vm_uses() {
     let bytes = std::fs::read(&img).unwrap();
     let (sha, _) = sysmonvm::image::download::hash_file(&img).unwrap();
     let server = Server::start();
-    server.put("/tiny.qcow2", bytes, Behaviour::Normal);
+    server.put("/tiny.qcow2", bytes.clone(), Behaviour::Normal);
     let profile = d.path().join("tiny.yaml");
     std::fs::write(
         &profile,
@@ -146,11 +147,26 @@ fn prune_keeps_what_a_stopped_vm_uses() {
     assert_ne!(code, 0);
     assert!(err.contains("backing image") && err.contains(&sha) && err.contains("keeper"), "{err}");
 
-    // `up` fetches it again by the recorded digest (it stops at the boot: --no-wait).
+    // A source that now serves other bytes does not become the VM's backing file: `up` says no
+    // source offers the recorded digest, names `vm destroy`, and changes nothing.
+    let mut other = std::fs::read(&img).unwrap();
+    other.extend_from_slice(&[0u8; 512]);
+    server.put("/tiny.qcow2", other, Behaviour::Normal);
+    let (code, _, err) = sysmonvm(&ws, &["up", "--profile", p, "--name", "keeper", "--accel", "tcg", "--no-wait"]);
+    assert_ne!(code, 0, "{err}");
+    assert!(err.contains("no source of profile tiny offers that digest") && err.contains("vm destroy keeper"), "{err}");
+    assert!(!Path::new(&image_path).exists(), "a mismatching image must not be committed: {err}");
+    assert!(ws.join("vms/keeper/disk.qcow2").is_file(), "the failed up lost the VM's disk");
+
+    // Served again, `up` fetches it by the recorded digest and QEMU opens the disk (it stops at
+    // the boot: --no-wait; the tiny image has no OS, so the boot itself is the e2e's).
+    server.put("/tiny.qcow2", bytes, Behaviour::Normal);
     let (code, up, err) = sysmonvm(&ws, &["up", "--profile", p, "--name", "keeper", "--accel", "tcg", "--no-wait"]);
     assert_eq!(code, 0, "{err}");
     assert!(Path::new(&image_path).is_file(), "up did not fetch the backing image again: {err}");
     json_doc::check(&doc(), "up", &up).unwrap();
+    let status = checked(&ws, "vm status", &["vm", "status", "keeper"]);
+    assert_eq!(status["state"], "running", "QEMU did not keep running on the re-fetched backing image: {status}");
     let (code, _, err) = sysmonvm(&ws, &["vm", "stop", "keeper", "--force"]);
     assert_eq!(code, 0, "{err}");
     checked(&ws, "vm destroy", &["vm", "destroy", "keeper", "--yes"]);

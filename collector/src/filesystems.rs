@@ -55,7 +55,7 @@ pub fn statvfs(path: &Path) -> std::io::Result<libc::statvfs> {
 
 // u64::from is a no-op on Linux/64-bit but not on every libc target the crate is checked for.
 #[allow(clippy::useless_conversion)]
-pub fn collect(roots: &Roots, files: &mut KernelFiles, warnings: &mut Warnings) -> Vec<Filesystem> {
+pub fn read(roots: &Roots, files: &mut KernelFiles, warnings: &mut Warnings) -> Vec<Filesystem> {
     let path = roots.proc("mounts");
     let Some(text) = files.or_warn(&path, warnings) else { return Vec::new() };
     let mut out = Vec::new();

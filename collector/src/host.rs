@@ -13,7 +13,7 @@ pub struct HostFacts {
     pub kernel: Option<String>,
 }
 
-pub fn read(roots: &Roots, warnings: &mut Warnings) -> HostFacts {
+pub fn read_facts(roots: &Roots, warnings: &mut Warnings) -> HostFacts {
     // One-value fields, under the field cap: a hostname is at most 64 bytes, a release a few dozen.
     let mut one_line = |rel: &str| {
         let path = roots.proc(rel);
@@ -76,7 +76,7 @@ pub struct OwnUsage {
 
 /// The host source's read: the machine facts (re-read when `refresh` or not yet read) and the
 /// collector's own usage, with CPU percent against `previous_cpu_seconds` over `secs`.
-pub fn read_source(
+pub fn read(
     state: &mut HostState,
     roots: &Roots,
     refresh: bool,
@@ -87,7 +87,7 @@ pub fn read_source(
 ) -> (HostFacts, OwnUsage) {
     if refresh || state.facts.is_none() {
         let mut found = Warnings::default();
-        state.facts = Some(read(roots, &mut found));
+        state.facts = Some(read_facts(roots, &mut found));
         state.facts_warnings = found.into_vec();
     }
     w.repeat(&state.facts_warnings);

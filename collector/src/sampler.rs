@@ -205,10 +205,9 @@ impl Sampler {
             Source::Memory => snap.memory = memory::read(roots, files, w),
             Source::Disk => (snap.disks, next.disks) = disk::read(roots, files, prev.map(|p| &p.disks), secs, w),
             Source::Network => (snap.networks, next.nets) = network::read(roots, files, prev.map(|p| &p.nets), secs, w),
-            Source::Filesystems => snap.filesystems = filesystems::collect(roots, files, w),
+            Source::Filesystems => snap.filesystems = filesystems::read(roots, files, w),
             Source::Thermal => {
-                snap.temperatures = thermal::collect(roots, files, w);
-                snap.throttling = thermal::throttling(self.vcgencmd.as_deref(), w);
+                (snap.temperatures, snap.throttling) = thermal::read(roots, files, self.vcgencmd.as_deref(), w)
             }
             Source::Containers => {
                 if self.samples.is_multiple_of(REDISCOVER_CONTAINERS_EVERY) {
@@ -221,7 +220,7 @@ impl Sampler {
             Source::Host => {
                 let refresh = self.samples.is_multiple_of(REFRESH_FACTS_EVERY);
                 let previous_cpu = prev.and_then(|p| p.own_cpu);
-                let (facts, own) = host::read_source(&mut self.host, roots, refresh, files, previous_cpu, secs, w);
+                let (facts, own) = host::read(&mut self.host, roots, refresh, files, previous_cpu, secs, w);
                 (snap.host.hostname, snap.host.os, snap.host.kernel) = (facts.hostname, facts.os, facts.kernel);
                 (snap.collector.rss_bytes, snap.collector.cpu_seconds, snap.collector.cpu_pct) =
                     (own.rss_bytes, own.cpu_seconds, own.cpu_pct);

@@ -34,7 +34,18 @@ fn plausible(milli: i64) -> Option<f64> {
     (-100.0..=250.0).contains(&c).then_some(c)
 }
 
-pub fn collect(roots: &Roots, files: &mut KernelFiles, warnings: &mut Warnings) -> Vec<Temperature> {
+/// The thermal source's read: every zone and hwmon temperature, and the Raspberry Pi's throttle
+/// flags when `vcgencmd` is there.
+pub fn read(
+    roots: &Roots,
+    files: &mut KernelFiles,
+    vcgencmd: Option<&Path>,
+    warnings: &mut Warnings,
+) -> (Vec<Temperature>, Option<ThrottleFlags>) {
+    (temperatures(roots, files, warnings), throttling(vcgencmd, warnings))
+}
+
+pub fn temperatures(roots: &Roots, files: &mut KernelFiles, warnings: &mut Warnings) -> Vec<Temperature> {
     let mut out = Vec::new();
     for (name, path) in sorted_entries(&roots.sys("class/thermal"), "thermal_zone") {
         let kind = trimmed(files, &path.join("type")).unwrap_or_else(|| "unknown".into());

@@ -3,8 +3,9 @@
 use super::render::{Terminal, block_on, confirm, print_json};
 use crate::{Exit, ImageCommand, SourceArgs};
 use sysmonvm::exit;
+use sysmonvm::image::cache::PrunePlan;
 use sysmonvm::image::{ImageSource, KeySource};
-use sysmonvm::ops::image::{self, FetchSource};
+use sysmonvm::ops::image::{self, FetchSource, PruneConfirmation};
 use sysmonvm::workspace::Workspace;
 
 fn source(args: SourceArgs) -> FetchSource {
@@ -73,21 +74,18 @@ pub fn run(ws: &Workspace, cmd: ImageCommand, json: bool) -> Exit {
             return Ok(r.exit_status);
         }
         ImageCommand::Prune { all, yes } => {
-            let plan = image::prune_plan(ws, all)?;
-            let vms = plan.vms_to_confirm();
-            if !vms.is_empty() && !yes {
+            let mut ask = |plan: &PrunePlan| {
                 for i in &plan.needs_confirmation {
                     eprintln!("{} is the backing image of VM {}", i.path.display(), i.used_by.join(", "));
                 }
                 let question = format!(
                     "delete these images too? VMs {} cannot boot until `up` fetches them again",
-                    vms.join(", ")
+                    plan.vms_to_confirm().join(", ")
                 );
-                if !confirm(&question, "prune --all deletes images that VMs use; confirm with --yes")? {
-                    return Ok(exit::ERROR);
-                }
-            }
-            let r = image::prune(ws, all, vms)?;
+                confirm(&question)
+            };
+            let confirmation = if yes { PruneConfirmation::Given } else { PruneConfirmation::Ask(&mut ask) };
+            let r = image::prune(ws, all, confirmation)?;
             if json {
                 print_json(&r)?;
             } else {

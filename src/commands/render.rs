@@ -161,13 +161,13 @@ impl Sink for Terminal {
 }
 
 /// Asks on the terminal; refuses (with `refuse` as the error) when stdin is not one.
-pub fn confirm(question: &str, refuse: &str) -> anyhow::Result<bool> {
+/// Asks on the terminal; without one (a script, CI) the answer is no.
+pub fn confirm(question: &str) -> bool {
     use std::io::IsTerminal;
     if !std::io::stdin().is_terminal() {
-        anyhow::bail!("{refuse}");
+        return false;
     }
     eprint!("{question} [y/N] ");
     let mut answer = String::new();
-    std::io::stdin().read_line(&mut answer)?;
-    Ok(answer.trim().eq_ignore_ascii_case("y"))
+    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim().eq_ignore_ascii_case("y")
 }

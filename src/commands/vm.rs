@@ -118,13 +118,8 @@ pub fn run(ws: &Workspace, cmd: VmCommand, json: bool) -> Exit {
         }
         VmCommand::Destroy { name, yes } => {
             let name = ops::pick_vm(ws, name.as_deref())?;
-            if !yes
-                && !confirm(
-                    &format!("delete VM {name} and its disk?"),
-                    &format!("destroy deletes VM {name}'s disk; pass --yes to confirm"),
-                )?
-            {
-                return Ok(exit::ERROR);
+            if !yes && !confirm(&format!("delete VM {name} and its disk?")) {
+                anyhow::bail!("VM {name} is kept: destroy deletes its disk; pass --yes to confirm");
             }
             let r = block_on(ops::vm::destroy(ws, &name, &sink))??;
             if json {

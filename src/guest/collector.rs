@@ -35,7 +35,10 @@ pub fn target(arch: Arch) -> &'static str {
     }
 }
 
-pub const TARGETS: &[&str] = &["aarch64-unknown-linux-musl", "x86_64-unknown-linux-musl"];
+/// The guest arch a musl target triple (`--target`) builds for, or None for any other triple.
+pub fn arch_of_target(triple: &str) -> Option<Arch> {
+    [Arch::Aarch64, Arch::X86_64].into_iter().find(|a| target(*a) == triple)
+}
 
 /// The cargo command (run in the source checkout) that cross-builds the collector; the
 /// checkout's `.cargo/config.toml` links musl targets with rust-lld.
@@ -290,6 +293,10 @@ mod tests {
     #[test]
     fn targets_and_build_paths() {
         assert_eq!(target(Arch::Aarch64), "aarch64-unknown-linux-musl");
+        for arch in [Arch::Aarch64, Arch::X86_64] {
+            assert_eq!(arch_of_target(target(arch)), Some(arch));
+        }
+        assert_eq!(arch_of_target("x86_64-unknown-linux-gnu"), None);
         assert_eq!(
             build_argv("x86_64-unknown-linux-musl").join(" "),
             "cargo build --release --locked --package sysmon-collector --target x86_64-unknown-linux-musl"

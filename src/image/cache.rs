@@ -61,13 +61,6 @@ pub fn is_sha256(s: &str) -> bool {
 }
 
 impl ImageCache {
-    /// A cache at `dir` with its locks beside it in `<dir>/../locks`, which is the workspace
-    /// layout for `dir` = [`Workspace::images_dir`] (see [`ImageCache::of`]).
-    pub fn new(dir: PathBuf) -> Self {
-        let locks = dir.parent().map(|p| p.join("locks")).unwrap_or_else(|| PathBuf::from("locks"));
-        ImageCache { dir, locks }
-    }
-
     /// The workspace's image cache.
     pub fn of(ws: &Workspace) -> Self {
         ImageCache { dir: ws.images_dir(), locks: ws.image_locks_dir() }
@@ -801,13 +794,5 @@ mod tests {
         assert_eq!(f(&format!("../../images/{A}/x.qcow2")), Some(A.to_string()));
         assert_eq!(f("/ws/images/not-a-sha/x.qcow2"), None);
         assert_eq!(f("/elsewhere/x.qcow2"), None);
-    }
-
-    #[test]
-    fn new_puts_locks_where_the_workspace_does() {
-        let ws = Workspace { data: "/d".into(), cache: "/c".into() };
-        let by_dir = ImageCache::new(ws.images_dir());
-        assert_eq!(by_dir.locks, ImageCache::of(&ws).locks);
-        assert_eq!(by_dir.lock_path(A), ws.image_lock(A));
     }
 }

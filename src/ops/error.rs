@@ -34,6 +34,11 @@ pub enum OpError {
     /// Which images VMs use could not be worked out, so prune deletes nothing.
     #[error("image prune removes nothing")]
     ImagesInUse(#[source] crate::image::cache::InUseError),
+    #[error(
+        "image prune deleted nothing: --all would delete the images VMs {vms} boot from; confirm with --yes \
+         (they cannot boot until `sysmonvm up` fetches them again)"
+    )]
+    NotConfirmed { vms: String },
     #[error("image fetch")]
     Image(#[source] Box<crate::image::ImageError>),
     #[error(

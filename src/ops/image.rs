@@ -70,16 +70,27 @@ pub fn verify(ws: &Workspace) -> Result<VerifyReport> {
     Ok(VerifyReport { images, exit_status })
 }
 
-/// What `prune` would do: which images VMs keep (and so `--all` must confirm).
-pub fn prune_plan(ws: &Workspace, all: bool) -> Result<PrunePlan> {
-    let in_use = images_in_use(ws).map_err(OpError::ImagesInUse)?;
-    Ok(ImageCache::of(ws).plan_prune(&PruneRequest { in_use, all, confirmed_vms: Vec::new() })?)
+/// How `prune --all` learns that the VMs whose images it would delete are confirmed.
+pub enum PruneConfirmation<'a> {
+    /// `--yes`: the caller confirmed them beforehand.
+    Given,
+    /// Asked once with the plan, before anything is deleted; false deletes nothing.
+    Ask(&'a mut dyn FnMut(&PrunePlan) -> bool),
 }
 
-/// Deletes partial downloads and images no VM uses. With `all`, also the images of the VMs in
-/// `confirmed_vms` (the caller named them and asked); an image a VM not confirmed uses stays.
-/// Every VM's `state.json` must be readable: on doubt nothing is deleted.
-pub fn prune(ws: &Workspace, all: bool, confirmed_vms: Vec<String>) -> Result<PruneReport> {
+/// Deletes partial downloads and images no VM uses. With `all`, also the images VMs use, once
+/// those VMs are confirmed (the plan names them); declined, nothing at all is deleted. Every
+/// VM's `state.json` must be readable: on doubt nothing is deleted.
+pub fn prune(ws: &Workspace, all: bool, confirmation: PruneConfirmation<'_>) -> Result<PruneReport> {
+    let cache = ImageCache::of(ws);
     let in_use = images_in_use(ws).map_err(OpError::ImagesInUse)?;
-    Ok(ImageCache::of(ws).prune_images(&PruneRequest { in_use, all, confirmed_vms })?)
+    let plan = cache.plan_prune(&PruneRequest { in_use: in_use.clone(), all, confirmed_vms: Vec::new() })?;
+    let vms = plan.vms_to_confirm();
+    if let PruneConfirmation::Ask(ask) = confirmation
+        && !vms.is_empty()
+        && !ask(&plan)
+    {
+        return Err(OpError::NotConfirmed { vms: vms.join(", ") });
+    }
+    Ok(cache.prune_images(&PruneRequest { in_use, all, confirmed_vms: vms })?)
 }

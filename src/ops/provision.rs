@@ -119,8 +119,8 @@ fn collector_binary(ws: &Workspace, target: &str, req: &InstallRequest, sink: &d
 
 #[derive(Debug, Clone, Default)]
 pub struct BuildRequest {
-    /// A musl target; None: the profile's arch.
-    pub target: Option<String>,
+    /// The arch to build the static musl binary for; None: the profile's.
+    pub target: Option<crate::profile::Arch>,
     pub profile: Option<String>,
     pub source: Option<PathBuf>,
     /// Build with feature `mtls` (needs the target's C cross compiler) and stage it apart.
@@ -128,13 +128,11 @@ pub struct BuildRequest {
 }
 
 pub fn collector_build(ws: &Workspace, req: &BuildRequest, sink: &dyn Sink) -> Result<BuildReport> {
-    let target = match &req.target {
-        Some(t) => t.clone(),
-        None => collector::target(super::load_profile(ws, req.profile.as_deref())?.arch).to_string(),
+    let arch = match req.target {
+        Some(a) => a,
+        None => super::load_profile(ws, req.profile.as_deref())?.arch,
     };
-    if !collector::TARGETS.contains(&target.as_str()) {
-        return Err(OpError::Invalid(format!("target {target:?}: use one of {}", collector::TARGETS.join(", "))));
-    }
+    let target = collector::target(arch).to_string();
     let src = collector::find_source(req.source.as_deref()).ok_or_else(|| OpError::Tool {
         what: "no sysmonvm checkout found to build the collector from".into(),
         hint: "pass --source DIR (or set SYSMONVM_SOURCE), or use released collector binaries".into(),

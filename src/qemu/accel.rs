@@ -197,7 +197,7 @@ async fn run_self_test(qemu: &OsStr, guest: Arch, settle: Duration) -> SelfTest 
     if super::firmware::copy_padded(Some(&fw.vars_template), &vars, vars_size).is_err() {
         return SelfTest::NotRun("self-test skipped: cannot copy the vars template".into());
     }
-    let qmp = dir.path().join("qmp.sock");
+    let qmp = dir.path().join("self-test-qmp.sock");
     let machine = if guest == Arch::Aarch64 { "virt,accel=kvm" } else { "q35,accel=kvm" };
     let mut child = match tokio::process::Command::new(qemu)
         .args(["-nodefaults", "-display", "none", "-machine", machine, "-cpu", "host", "-m", "256M", "-serial", "none"])
