@@ -44,6 +44,12 @@ pub enum QgaError {
     Protocol(String),
     #[error("guest agent: {0}")]
     TooLong(FrameTooLong),
+    #[error("guest agent: the reply to {command} is not what QEMU's agent sends")]
+    Reply {
+        command: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("guest agent command {command} failed: {desc}")]
     Command { command: String, desc: String },
 }
@@ -188,28 +194,135 @@ impl QgaClient {
     /// OS, vCPUs, filesystems and addresses: what `vm status` shows without SSH. One call: the
     /// four commands share one deadline (the client's timeout). An agent that does not support
     /// the filesystem or address query leaves that part null.
-    pub async fn facts(&mut self) -> Result<Value, QgaError> {
+    pub async fn facts(&mut self) -> Result<GuestFacts, QgaError> {
         let within = self.begin_call();
         let outcome = tokio::time::timeout(within, self.facts_unbounded()).await;
         self.end_call("guest-get-osinfo and the other facts", within, outcome)
     }
 
-    async fn facts_unbounded(&mut self) -> Result<Value, QgaError> {
-        let optional = |r: Result<Value, QgaError>| match r {
-            Err(QgaError::Command { .. }) => Ok(Value::Null),
-            other => other,
-        };
-        let os = self.execute_unbounded("guest-get-osinfo", None).await?;
-        let vcpus = self.execute_unbounded("guest-get-vcpus", None).await?;
-        let fs = optional(self.execute_unbounded("guest-get-fsinfo", None).await)?;
-        let net = optional(self.execute_unbounded("guest-network-get-interfaces", None).await)?;
-        Ok(json!({ "os": os, "vcpus": vcpus, "filesystems": fs, "interfaces": net }))
+    async fn facts_unbounded(&mut self) -> Result<GuestFacts, QgaError> {
+        let os = self.typed("guest-get-osinfo").await?;
+        let vcpus = self.typed("guest-get-vcpus").await?;
+        // A guest may disable these two (qemu-ga's --block-rpcs): their part is then absent.
+        let filesystems = optional(self.typed("guest-get-fsinfo").await)?;
+        let interfaces = optional(self.typed("guest-network-get-interfaces").await)?;
+        Ok(GuestFacts { os, vcpus, filesystems, interfaces })
     }
+
+    async fn typed<T: serde::de::DeserializeOwned>(&mut self, command: &str) -> Result<T, QgaError> {
+        let v = self.execute_unbounded(command, None).await?;
+        serde_json::from_value(v).map_err(|source| QgaError::Reply { command: command.to_string(), source })
+    }
+}
+
+fn optional<T>(r: Result<T, QgaError>) -> Result<Option<T>, QgaError> {
+    match r {
+        Err(QgaError::Command { .. }) => Ok(None),
+        other => other.map(Some),
+    }
+}
+
+/// What `vm status` asks the guest agent, typed; every field is the guest's word (guest data,
+/// sanitised before a terminal) and optional, since agents differ by version and OS.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GuestFacts {
+    pub os: GuestOs,
+    pub vcpus: Vec<GuestVcpu>,
+    /// None when the guest's agent does not offer `guest-get-fsinfo`.
+    pub filesystems: Option<Vec<GuestFilesystem>>,
+    /// None when the guest's agent does not offer `guest-network-get-interfaces`.
+    pub interfaces: Option<Vec<GuestInterface>>,
+}
+
+/// `guest-get-osinfo`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GuestOs {
+    pub id: Option<String>,
+    #[serde(rename(deserialize = "pretty-name"))]
+    pub pretty_name: Option<String>,
+    #[serde(rename(deserialize = "version-id"))]
+    pub version_id: Option<String>,
+    #[serde(rename(deserialize = "kernel-release"))]
+    pub kernel_release: Option<String>,
+    pub machine: Option<String>,
+}
+
+/// One entry of `guest-get-vcpus`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GuestVcpu {
+    #[serde(rename(deserialize = "logical-id"))]
+    pub logical_id: Option<u64>,
+    pub online: Option<bool>,
+}
+
+/// One entry of `guest-get-fsinfo`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GuestFilesystem {
+    pub name: Option<String>,
+    pub mountpoint: Option<String>,
+    #[serde(rename(deserialize = "type"))]
+    pub fs_type: Option<String>,
+    #[serde(rename(deserialize = "total-bytes"))]
+    pub total_bytes: Option<u64>,
+    #[serde(rename(deserialize = "used-bytes"))]
+    pub used_bytes: Option<u64>,
+}
+
+/// One entry of `guest-network-get-interfaces`.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GuestInterface {
+    pub name: Option<String>,
+    #[serde(rename(deserialize = "hardware-address"))]
+    pub hardware_address: Option<String>,
+    #[serde(rename(deserialize = "ip-addresses"))]
+    pub ip_addresses: Vec<GuestIpAddress>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct GuestIpAddress {
+    #[serde(rename(deserialize = "ip-address"))]
+    pub address: Option<String>,
+    #[serde(rename(deserialize = "ip-address-type"))]
+    pub kind: Option<String>,
+    pub prefix: Option<u32>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn facts_parse_the_agents_field_names_and_refuse_other_shapes() {
+        // The shapes of QEMU's qga/qapi-schema.json (GuestOSInfo, GuestLogicalProcessor,
+        // GuestFilesystemInfo, GuestNetworkInterface), with a field a newer agent may add.
+        let os: GuestOs = serde_json::from_value(json!({
+            "id": "almalinux", "pretty-name": "AlmaLinux 9.5", "version-id": "9.5",
+            "kernel-release": "5.14.0-503.el9.aarch64", "machine": "aarch64", "variant": "x"
+        }))
+        .unwrap();
+        assert_eq!(os.pretty_name.as_deref(), Some("AlmaLinux 9.5"));
+        assert_eq!(os.kernel_release.as_deref(), Some("5.14.0-503.el9.aarch64"));
+        let fs: Vec<GuestFilesystem> = serde_json::from_value(json!([
+            {"name": "vda1", "mountpoint": "/", "type": "xfs", "total-bytes": 10, "used-bytes": 4, "disk": []}
+        ]))
+        .unwrap();
+        assert_eq!((fs[0].fs_type.as_deref(), fs[0].used_bytes), (Some("xfs"), Some(4)));
+        let net: Vec<GuestInterface> =
+            serde_json::from_value(json!([{"name": "eth0", "hardware-address": "52:54:00:12:34:56",
+            "ip-addresses": [{"ip-address-type": "ipv4", "ip-address": "10.0.2.15", "prefix": 24}]}]))
+            .unwrap();
+        assert_eq!(net[0].ip_addresses[0].address.as_deref(), Some("10.0.2.15"));
+        // Typed output: snake_case keys, not the agent's.
+        let out = serde_json::to_value(&os).unwrap();
+        assert_eq!(out["pretty_name"], "AlmaLinux 9.5");
+        assert!(serde_json::from_value::<Vec<GuestVcpu>>(json!("not a list")).is_err());
+        assert!(serde_json::from_value::<GuestOs>(json!({"pretty-name": 7})).is_err());
+    }
 
     #[tokio::test]
     async fn a_missing_socket_is_named_and_its_io_error_kept() {

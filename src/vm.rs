@@ -794,17 +794,41 @@ pub async fn stop(vm: &VmPaths, force: bool, timeout: Duration) -> Result<StopRe
     Ok(StopReport { was_running: true, clean, how })
 }
 
+/// Whether the VM's QEMU runs (its pidfile names a live QEMU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunState {
+    Running,
+    Stopped,
+}
+
+impl RunState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunState::Running => "running",
+            RunState::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for RunState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // `pad`, so the table's `{:<8}` still lines up.
+        f.pad(self.as_str())
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct Status {
     pub name: String,
-    pub state: String,
+    pub state: RunState,
     pub pid: Option<i32>,
     pub qmp_status: Option<String>,
     pub accel: Option<ResolvedAccel>,
     pub ssh_port: Option<u16>,
     pub ssh_reachable: bool,
     pub forwards: Vec<(u16, u16)>,
-    pub guest_agent: Option<serde_json::Value>,
+    pub guest_agent: Option<crate::qga::GuestFacts>,
     pub guest_agent_error: Option<String>,
     pub reconciled: bool,
     pub dir: PathBuf,
@@ -819,7 +843,7 @@ pub async fn status(vm: &VmPaths) -> Result<Status, VmError> {
     let pid = running_pid(vm);
     let mut s = Status {
         name: vm.name.clone(),
-        state: if pid.is_some() { "running".into() } else { "stopped".into() },
+        state: if pid.is_some() { RunState::Running } else { RunState::Stopped },
         pid,
         qmp_status: None,
         accel: state.accel,

@@ -2,6 +2,9 @@
 //! OTLP pushed to a real receiver on 127.0.0.1 (a plain one: validate's own takes deliveries only
 //! with its run's token, which the host monitor has no reason to carry).
 
+mod common;
+
+use common::json_doc;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -63,7 +66,10 @@ async fn samples_the_host_and_pushes_otlp() {
         String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(lines.len(), 3);
     let ncpu = std::thread::available_parallelism().unwrap().get();
+    let doc = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/json.md")).unwrap();
     for l in &lines {
+        // Each line is the documented `ops::host::HostSample`.
+        json_doc::check(&doc, "host monitor", l).unwrap_or_else(|e| panic!("{e}: {l}"));
         assert_eq!(l["service"], "linux-host-monitor");
         assert_eq!(l["cpus"].as_array().unwrap().len(), ncpu, "{l}");
     }

@@ -12,7 +12,7 @@ use sha2::Digest;
 use std::time::{Duration, Instant};
 use sysmonvm::image::cache::ImageCache;
 use sysmonvm::image::download::{self, Limits, NoProgress};
-use sysmonvm::image::{self, ImageError, ImageSource, KeySource};
+use sysmonvm::image::{self, FetchOrigin, ImageError, ImageSource, KeySource};
 use sysmonvm::workspace::Workspace;
 
 const IMAGE: &str = "/images/Test-GenericCloud-latest.x86_64.qcow2";
@@ -92,7 +92,7 @@ async fn signed_fetch_then_a_cache_hit_that_is_rehashed() {
     assert_eq!(meta["signature_verified"], true);
 
     let again = image::fetch(&s.source(), &cache, &NoProgress, |_| {}).await.unwrap();
-    assert_eq!(again.source, "cache");
+    assert_eq!(again.source, FetchOrigin::Cache);
     assert_eq!(s.server.requests_for(IMAGE).len(), 1, "no second download");
 
     // Bytes changed behind our back: the hit is re-hashed, evicted and fetched again.
@@ -100,7 +100,7 @@ async fn signed_fetch_then_a_cache_hit_that_is_rehashed() {
     bytes[100] ^= 1;
     std::fs::write(&got.path, bytes).unwrap();
     let healed = image::fetch(&s.source(), &cache, &NoProgress, |_| {}).await.unwrap();
-    assert_ne!(healed.source, "cache");
+    assert_ne!(healed.source, FetchOrigin::Cache);
     assert_eq!(std::fs::read(&healed.path).unwrap(), s.image);
 }
 
@@ -240,7 +240,7 @@ async fn a_missing_image_moves_on_to_the_next_mirror() {
     let mut src = s.source();
     src.mirrors = vec![s.server.url("/down"), s.server.url("/mirror/")];
     let got = image::fetch(&src, &s.cache(), &NoProgress, |_| {}).await.unwrap();
-    assert_eq!(got.source, s.server.url(&format!("/mirror/{NAME}")));
+    assert_eq!(got.source, FetchOrigin::Downloaded(s.server.url(&format!("/mirror/{NAME}"))));
     assert_eq!(std::fs::read(&got.path).unwrap(), s.image);
 }
 
@@ -323,7 +323,7 @@ async fn a_digest_mismatch_moves_on_to_the_next_mirror() {
     let mut src = s.source();
     src.mirrors = vec![s.server.url("/mirror/")];
     let got = image::fetch(&src, &s.cache(), &NoProgress, |_| {}).await.unwrap();
-    assert_eq!(got.source, s.server.url(&format!("/mirror/{NAME}")));
+    assert_eq!(got.source, FetchOrigin::Downloaded(s.server.url(&format!("/mirror/{NAME}"))));
     assert_eq!(std::fs::read(&got.path).unwrap(), s.image);
     assert_eq!(s.server.requests_for(IMAGE).len(), 1, "a mismatching URL is not asked again");
     // The mirror started from zero: the tampered bytes were thrown away, not resumed.
@@ -391,7 +391,7 @@ async fn a_resume_redirected_to_another_server_starts_over() {
     assert_eq!(asked[0].range.as_deref(), Some("bytes=1000-"));
     assert_eq!(asked.last().unwrap().range, None, "{asked:?}");
     assert_eq!(std::fs::read(&got.path).unwrap(), s.image);
-    assert_eq!(got.source, other.url("/img"), "the source is where the bytes came from");
+    assert_eq!(got.source, FetchOrigin::Downloaded(other.url("/img")), "the source is where the bytes came from");
     assert_eq!(got.url.as_deref(), Some(url.as_str()));
 }
 

@@ -77,7 +77,7 @@ impl Lab {
             size: image.meta.size,
             signature_verified: false,
             key_fingerprint: None,
-            source: "cache".into(),
+            source: sysmonvm::image::FetchOrigin::Cache,
             url: None,
             warnings: Vec::new(),
         };

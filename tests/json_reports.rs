@@ -57,6 +57,20 @@ fn every_documented_command_has_a_table() {
     ] {
         assert!(json_doc::documented(&doc, cmd).is_some(), "docs/json.md has no table for `sysmonvm {cmd}`");
     }
+    // `host install`/`uninstall` run on macOS only (none here): their report type is checked
+    // against its table as serialised, each action as the table spells it.
+    use sysmonvm::ops::host::{DaemonAction, DaemonReport};
+    for (action, spelled) in [
+        (DaemonAction::Installed, "installed"),
+        (DaemonAction::Removed, "removed"),
+        (DaemonAction::NotInstalled, "not installed"),
+    ] {
+        let r = DaemonReport { plist: "/Library/LaunchDaemons/x.plist".into(), action, log_dir: "/var/log/x".into() };
+        let v = serde_json::to_value(&r).unwrap();
+        json_doc::check(&doc, "host install", &v).unwrap();
+        assert_eq!(v["action"], spelled);
+        assert!(doc.contains(&format!("`{spelled}`")), "docs/json.md does not name action `{spelled}`");
+    }
     // The checker can fail: a report with an undocumented key is refused.
     assert!(json_doc::check(&doc, "vm destroy", &serde_json::json!({"destroyed": "x", "was_running": false})).is_ok());
     assert!(json_doc::check(&doc, "vm destroy", &serde_json::json!({"destroyed": "x"})).is_err());

@@ -4,7 +4,9 @@ use super::render::{Terminal, block_on, print_json, safe, safe_line};
 use crate::{BootstrapArgs, CollectorCommand};
 use std::io::Write;
 use sysmonvm::exit;
-use sysmonvm::ops::provision::{self, BootstrapRequest, BuildRequest, InstallRequest, LogsRequest};
+use sysmonvm::ops::provision::{
+    self, BootstrapRequest, BuildRequest, InstallRequest, LogsRequest, StatusRequest, UninstallRequest,
+};
 use sysmonvm::workspace::Workspace;
 
 pub fn bootstrap(ws: &Workspace, a: BootstrapArgs, json: bool) -> crate::Exit {
@@ -52,12 +54,13 @@ pub fn run(ws: &Workspace, cmd: CollectorCommand, json: bool) -> crate::Exit {
         CollectorCommand::Status { name } => {
             // Warnings (guest output cut at its cap) go to stderr, in --json mode too.
             let sink = Terminal::new(json, false);
-            let s = block_on(provision::collector_status(ws, name.as_deref(), &sink))??;
+            let s = block_on(provision::collector_status(ws, &StatusRequest { name }, &sink))??;
             if json {
                 print_json(&s)?;
             } else {
                 let or = |v: &Option<String>, d: &str| safe_line(v.as_deref().unwrap_or(d));
-                println!("{}: {} ({})", s.vm, or(&s.active, "?"), or(&s.sub, "?"));
+                let active = s.active.map_or("?", |a| a.as_str());
+                println!("{}: {} ({})", s.vm, active, or(&s.sub, "?"));
                 println!("  version      {}", or(&s.version, "not installed"));
                 println!("  binary       {} {}", s.binary, or(&s.binary_sha256, "-"));
                 println!("  restarts     {}", s.restarts.map(|r| r.to_string()).unwrap_or_else(|| "-".into()));
@@ -84,7 +87,7 @@ pub fn run(ws: &Workspace, cmd: CollectorCommand, json: bool) -> crate::Exit {
         }
         CollectorCommand::Uninstall { name, verbose } => {
             let sink = Terminal::new(json, verbose);
-            let r = block_on(provision::collector_uninstall(ws, name.as_deref(), &sink))??;
+            let r = block_on(provision::collector_uninstall(ws, &UninstallRequest { name }, &sink))??;
             if json {
                 print_json(&r)?;
             }

@@ -3,7 +3,7 @@
 use super::render::{Terminal, block_on, print_json};
 use crate::{Exit, HostCommand};
 use sysmonvm::exit;
-use sysmonvm::ops::host::{self, HostSample, MonitorRequest};
+use sysmonvm::ops::host::{self, DaemonRequest, HostSample, MonitorRequest};
 
 fn print_sample(s: &HostSample, json: bool) {
     if json {
@@ -54,7 +54,7 @@ pub fn run(cmd: HostCommand, json: bool) -> Exit {
             block_on(host::monitor(&req, |s| print_sample(s, json), &sink))??;
         }
         HostCommand::Install { otlp_endpoint, interval } => {
-            let r = host::install_daemon(&otlp_endpoint, interval)?;
+            let r = host::install_daemon(&DaemonRequest { otlp_endpoint, interval })?;
             if json {
                 print_json(&r)?;
             } else {

@@ -8,3 +8,4 @@ pub mod collector;
 pub mod command;
 pub mod runner;
 pub mod steps;
+pub mod systemd;

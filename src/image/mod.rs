@@ -108,9 +108,8 @@ pub struct FetchedImage {
     pub size: u64,
     pub signature_verified: bool,
     pub key_fingerprint: Option<String>,
-    /// Where the bytes came from this time: `cache`, `local`, or the URL downloaded (after its
-    /// redirects, so never an https URL for bytes that came over http).
-    pub source: String,
+    /// Where the bytes came from this time; in JSON `cache`, `local`, or the URL downloaded.
+    pub source: FetchOrigin,
     /// The URL asked for (the profile's, or the mirror's).
     pub url: Option<String>,
     /// What was not verified (an unsigned CHECKSUM); each is also a warning event.
@@ -120,7 +119,29 @@ pub struct FetchedImage {
 impl FetchedImage {
     /// A cache hit (re-hashed), not a download.
     pub fn from_cache(&self) -> bool {
-        self.source == "cache"
+        self.source == FetchOrigin::Cache
+    }
+}
+
+/// Where a fetch found the bytes it returned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchOrigin {
+    /// An entry already in the cache, hashed again.
+    Cache,
+    /// The profile's local `path`.
+    Local,
+    /// Downloaded from this URL, after its redirects (so never an https URL for bytes that
+    /// came over http).
+    Downloaded(String),
+}
+
+impl Serialize for FetchOrigin {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            FetchOrigin::Cache => "cache",
+            FetchOrigin::Local => "local",
+            FetchOrigin::Downloaded(url) => url,
+        })
     }
 }
 
@@ -291,7 +312,7 @@ pub async fn fetch_with(
             size,
             signature_verified: false,
             key_fingerprint: None,
-            source: "local".into(),
+            source: FetchOrigin::Local,
             url: None,
             warnings: Vec::new(),
         });
@@ -325,7 +346,7 @@ pub async fn fetch_with(
                 size: hit.meta.size,
                 signature_verified: hit.meta.signature_verified,
                 key_fingerprint: hit.meta.key_fingerprint,
-                source: "cache".into(),
+                source: FetchOrigin::Cache,
                 url: Some(url),
                 warnings,
             });
@@ -356,7 +377,7 @@ pub async fn fetch_with(
                         size: d.size,
                         signature_verified,
                         key_fingerprint,
-                        source: d.source_url,
+                        source: FetchOrigin::Downloaded(d.source_url),
                         url: Some(candidate),
                         warnings,
                     });

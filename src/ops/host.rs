@@ -256,13 +256,41 @@ fn mac_memory() -> (Option<u64>, Option<u64>) {
 #[derive(Debug, Clone, Serialize)]
 pub struct DaemonReport {
     pub plist: String,
-    /// `installed`, `removed` or `not installed`.
-    pub action: String,
+    pub action: DaemonAction,
     pub log_dir: String,
 }
 
+/// What `host install` / `host uninstall` did; in JSON `installed`, `removed`, `not installed`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum DaemonAction {
+    #[serde(rename = "installed")]
+    Installed,
+    #[serde(rename = "removed")]
+    Removed,
+    #[serde(rename = "not installed")]
+    NotInstalled,
+}
+
+impl std::fmt::Display for DaemonAction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            DaemonAction::Installed => "installed",
+            DaemonAction::Removed => "removed",
+            DaemonAction::NotInstalled => "not installed",
+        })
+    }
+}
+
+/// `host install`: where the daemon pushes and how often it samples.
+#[derive(Debug, Clone)]
+pub struct DaemonRequest {
+    pub otlp_endpoint: String,
+    pub interval: Duration,
+}
+
 /// macOS: installs the monitor as a launchd daemon (root). Untested here: no macOS in CI.
-pub fn install_daemon(endpoint: &str, interval: Duration) -> Result<DaemonReport> {
+pub fn install_daemon(req: &DaemonRequest) -> Result<DaemonReport> {
+    let (endpoint, interval) = (req.otlp_endpoint.as_str(), req.interval);
     if !cfg!(target_os = "macos") {
         return Err(OpError::Invalid(
             "`host install` manages a launchd daemon and exists on macOS only; on Linux run `sysmonvm host monitor` \
@@ -279,7 +307,11 @@ pub fn install_daemon(endpoint: &str, interval: Duration) -> Result<DaemonReport
     for step in host::daemon_install_plan(&exe, endpoint, &interval)? {
         run_daemon_step(&step)?;
     }
-    Ok(DaemonReport { plist: host::LAUNCHD_PLIST.into(), action: "installed".into(), log_dir: host::LOG_DIR.into() })
+    Ok(DaemonReport {
+        plist: host::LAUNCHD_PLIST.into(),
+        action: DaemonAction::Installed,
+        log_dir: host::LOG_DIR.into(),
+    })
 }
 
 /// Runs one step of the daemon plan as root (macOS; not run in CI: no macOS there).
@@ -334,9 +366,9 @@ pub fn uninstall_daemon() -> Result<DaemonReport> {
     let _ =
         std::process::Command::new("launchctl").args(["bootout", &format!("system/{}", host::LAUNCHD_LABEL)]).status();
     let action = match std::fs::remove_file(host::LAUNCHD_PLIST) {
-        Ok(()) => "removed",
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "not installed",
+        Ok(()) => DaemonAction::Removed,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => DaemonAction::NotInstalled,
         Err(e) => return Err(OpError::io(host::LAUNCHD_PLIST)(e)),
     };
-    Ok(DaemonReport { plist: host::LAUNCHD_PLIST.into(), action: action.into(), log_dir: host::LOG_DIR.into() })
+    Ok(DaemonReport { plist: host::LAUNCHD_PLIST.into(), action, log_dir: host::LOG_DIR.into() })
 }

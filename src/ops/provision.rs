@@ -7,6 +7,7 @@ use super::{OpError, Result};
 use crate::guest::command::{self, GuestCommand};
 use crate::guest::runner::{self, RunReport};
 use crate::guest::steps::Plan;
+use crate::guest::systemd::ActiveState;
 use crate::guest::{bootstrap as bootstrap_plan, collector};
 use crate::ssh::{ExecDeadline, ExecOptions, SshSession};
 use crate::vm::{self, VmState};
@@ -357,7 +358,7 @@ pub async fn provision_locked(
             uploads.extend(files);
             listen = Some(l);
         }
-        let as_root = state.profile.ssh.user == "root";
+        let as_root = state.profile.ssh.is_root();
         let refs: Vec<&Plan> = plans.iter().collect();
         let step = match (what.bootstrap.is_some(), inputs.is_some()) {
             (true, true) => "provisioning",
@@ -479,8 +480,9 @@ pub async fn collector_install(ws: &Workspace, req: &InstallRequest, sink: &dyn 
 pub struct CollectorStatus {
     pub vm: String,
     pub unit: String,
-    /// systemd's ActiveState (`active`, `inactive`, `failed`, …); None when systemd said nothing.
-    pub active: Option<String>,
+    /// systemd's ActiveState (`active`, `inactive`, `failed`, …); None when systemd said nothing
+    /// or something it does not document (a warning then quotes it).
+    pub active: Option<ActiveState>,
     pub sub: Option<String>,
     pub main_pid: Option<u64>,
     pub restarts: Option<u64>,
@@ -498,7 +500,7 @@ pub struct CollectorStatus {
 
 impl CollectorStatus {
     pub fn is_active(&self) -> bool {
-        self.active.as_deref() == Some("active")
+        self.active == Some(ActiveState::Active)
     }
 }
 
@@ -531,14 +533,27 @@ pub async fn read_status_probe(session: &SshSession, vm: &str, sink: &dyn Sink) 
     Ok(StatusProbe { properties: collector::parse_properties(&String::from_utf8_lossy(&out.stdout)), warnings })
 }
 
-pub async fn collector_status(ws: &Workspace, name: Option<&str>, sink: &dyn Sink) -> Result<CollectorStatus> {
-    let name = super::pick_vm(ws, name)?;
+/// `collector status`: which VM (None: the only one).
+#[derive(Debug, Clone, Default)]
+pub struct StatusRequest {
+    pub name: Option<String>,
+}
+
+pub async fn collector_status(ws: &Workspace, req: &StatusRequest, sink: &dyn Sink) -> Result<CollectorStatus> {
+    let name = super::pick_vm(ws, req.name.as_deref())?;
     let paths = ws.vm(&name)?;
     let (state, session) = vm::connect(ws, &paths).await?;
     let probe = read_status_probe(&session, &name, sink).await;
     session.close().await;
-    let StatusProbe { properties: kv, warnings } = probe?;
+    let StatusProbe { properties: kv, mut warnings } = probe?;
     let get = |k: &str| kv.get(k).filter(|v| !v.is_empty()).cloned();
+    let active_text = get("ActiveState");
+    let active = active_text.as_deref().and_then(ActiveState::parse);
+    if let (Some(text), None) = (&active_text, active) {
+        let w = format!("systemd reported ActiveState={:?}, not a state it documents", crate::sanitize::line(text));
+        sink.warning(w.clone());
+        warnings.push(w);
+    }
     let forward = vm::forwarded(&state, state.profile.collector.port);
     let answers_via_forward = match forward {
         Some(p) => healthz_once(p).await,
@@ -547,7 +562,7 @@ pub async fn collector_status(ws: &Workspace, name: Option<&str>, sink: &dyn Sin
     let mut s = CollectorStatus {
         vm: name,
         unit: collector::UNIT.into(),
-        active: get("ActiveState"),
+        active,
         sub: get("SubState"),
         main_pid: get("MainPID").and_then(|p| p.parse().ok()),
         restarts: get("NRestarts").and_then(|p| p.parse().ok()),
@@ -578,7 +593,7 @@ pub async fn collector_logs(ws: &Workspace, req: &LogsRequest, mut out: impl FnM
     let name = super::pick_vm(ws, req.name.as_deref())?;
     let paths = ws.vm(&name)?;
     let (state, session) = vm::connect(ws, &paths).await?;
-    let cmd: GuestCommand = command::journal(collector::UNIT, req.lines, req.follow, state.profile.ssh.user == "root");
+    let cmd: GuestCommand = command::journal(collector::UNIT, req.lines, req.follow, state.profile.ssh.is_root());
     let line = cmd.render();
     // Following runs until the user stops it; a bounded view has the session's exec deadline.
     let deadline = if req.follow { ExecDeadline::Never } else { ExecDeadline::SessionDefault };
@@ -588,12 +603,18 @@ pub async fn collector_logs(ws: &Workspace, req: &LogsRequest, mut out: impl FnM
     Ok(status as i32)
 }
 
-pub async fn collector_uninstall(ws: &Workspace, name: Option<&str>, sink: &dyn Sink) -> Result<RunReport> {
-    let name = super::pick_vm(ws, name)?;
+/// `collector uninstall`: which VM (None: the only one).
+#[derive(Debug, Clone, Default)]
+pub struct UninstallRequest {
+    pub name: Option<String>,
+}
+
+pub async fn collector_uninstall(ws: &Workspace, req: &UninstallRequest, sink: &dyn Sink) -> Result<RunReport> {
+    let name = super::pick_vm(ws, req.name.as_deref())?;
     let _lock = super::lock_vm(ws, &name, sink).await?;
     let paths = ws.vm(&name)?;
     let (state, session) = vm::connect(ws, &paths).await?;
-    let as_root = state.profile.ssh.user == "root";
+    let as_root = state.profile.ssh.is_root();
     let plan = collector::uninstall()?;
     let r = runner::run(&session, &plan, &[], as_root, |e| sink.emit(from_runner(e))).await;
     session.close().await;

@@ -286,10 +286,8 @@ pub struct StatusReport {
 
 pub async fn status_of(ws: &Workspace, name: &str) -> Result<StatusReport> {
     let status = vm::status(&ws.vm(name)?).await?;
-    let guest = status.guest_agent.as_ref().map(|f| GuestSummary {
-        os: f.pointer("/os/pretty-name").and_then(|v| v.as_str()).map(str::to_string),
-        vcpus: f.get("vcpus").and_then(|v| v.as_array()).map(|v| v.len()).unwrap_or(0),
-    });
+    let guest =
+        status.guest_agent.as_ref().map(|f| GuestSummary { os: f.os.pretty_name.clone(), vcpus: f.vcpus.len() });
     Ok(StatusReport { status, guest })
 }
 

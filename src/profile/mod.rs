@@ -114,6 +114,13 @@ pub struct SshSpec {
     pub user: String,
 }
 
+impl SshSpec {
+    /// Whether the guest user is root, so guest commands need no `sudo`.
+    pub fn is_root(&self) -> bool {
+        self.user == "root"
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Forward {
@@ -344,7 +351,7 @@ pub fn validate(p: &Profile) -> Result<(), (String, String)> {
             return bad(&format!("image.mirrors[{n}]"), "must be an http:// or https:// URL");
         }
     }
-    if p.ssh.user == "root" {
+    if p.ssh.is_root() {
         return bad("ssh.user", "a non-root user name (cloud-init creates it with passwordless sudo)");
     }
     if !is_posix_user(&p.ssh.user) {
