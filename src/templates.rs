@@ -19,6 +19,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("collector-uninstall.steps.j2", include_str!("../templates/guest/collector-uninstall.steps.j2")),
     ("validate-refs.sh.j2", include_str!("../templates/guest/validate-refs.sh.j2")),
     ("validate-perf.sh.j2", include_str!("../templates/guest/validate-perf.sh.j2")),
+    ("validate-stress-ng-probe.sh.j2", include_str!("../templates/guest/validate-stress-ng-probe.sh.j2")),
     ("collector-status.sh.j2", include_str!("../templates/guest/collector-status.sh.j2")),
     ("upload.sh.j2", include_str!("../templates/guest/upload.sh.j2")),
     ("host-monitor.plist.j2", include_str!("../templates/launchd/host-monitor.plist.j2")),

@@ -271,11 +271,12 @@ fn no_color_wins_over_clicolor_force() {
 
 #[test]
 fn usage_errors_exit_2_and_other_errors_exit_1() {
-    assert_eq!(sysmonvm(&["vm", "--no-such-flag"], &[]).status.code(), Some(2));
+    assert_eq!(sysmonvm(&["vm", "--no-such-flag"], &[]).status.code(), Some(sysmonvm::exit::USAGE));
+    assert_eq!(sysmonvm(&["--version"], &[]).status.code(), Some(sysmonvm::exit::OK));
     let d = tempfile::tempdir().unwrap();
     let ws = d.path().display().to_string();
     let o = sysmonvm(&["--workspace", &ws, "vm", "status", "nope"], &[]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(sysmonvm::exit::ERROR));
     assert!(String::from_utf8_lossy(&o.stderr).starts_with("error: "));
 }
 

@@ -27,7 +27,7 @@ fn an_option_looking_ssh_user_is_refused_before_anything_runs() {
             vec!["cidata", "--profile", file.to_str().unwrap(), "--out", "/dev/null"],
         ] {
             let (code, _, err) = common::sysmonvm_json(&ws, &args);
-            assert_eq!(code, 1, "{args:?}: {err}");
+            assert_eq!(code, sysmonvm::exit::ERROR, "{args:?}: {err}");
             assert!(
                 err.contains(&format!("hostile.yaml:{line}:")) && err.contains("`ssh.user`") && err.contains("POSIX"),
                 "{args:?}: {err}"

@@ -97,6 +97,14 @@ fn lifecycle(arch: &str) {
     assert_eq!((st["state"].as_str(), st["qmp_status"].as_str()), (Some("running"), Some("running")), "{st}");
     assert!(!st["ssh_reachable"].as_bool().unwrap(), "no OS, so no sshd");
 
+    // `vm argv` on the running VM shows the ports it holds, and says so.
+    let (code, shown, err) = sysmonvm(&ws, &["vm", "argv", "--name", "fw", "--profile", p, "--accel", "tcg"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(shown["ssh_port"], st["ssh_port"], "{shown}");
+    assert_eq!(shown["forwards"], st["forwards"], "{shown}");
+    let note = shown["placeholders"][0].as_str().unwrap_or_default();
+    assert!(note.contains("is running"), "{shown}");
+
     // `up` on a running VM says so and changes nothing.
     let pid_before = std::fs::read_to_string(vmdir.join("qemu.pid")).unwrap();
     let (code, up, err) = sysmonvm(&ws, &["up", "--profile", p, "--name", "fw", "--no-wait"]);

@@ -326,7 +326,7 @@ async fn measure(
     let offset = validate::clock_offset(&probes)
         .ok_or_else(|| OpError::Invalid("could not read the guest's clock (`date +%s.%N` printed no time)".into()))?;
     sink.info(format!("validate: guest clock {:+.3} s from the host (±{:.3} s)", offset.0, offset.1));
-    if guest_text(&session, vm_name, &validate::stress_ng_probe(), sink).await?.trim() == "missing" {
+    if guest_text(&session, vm_name, &validate::stress_ng_probe()?, sink).await?.trim() == "missing" {
         return Err(OpError::Tool {
             what: "stress-ng is not installed in the guest".into(),
             hint: "run `sysmonvm bootstrap` first".into(),

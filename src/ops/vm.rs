@@ -83,8 +83,8 @@ pub struct ArgvReport {
     pub ssh_port: u16,
     /// (host, guest) per forward.
     pub forwards: Vec<(u16, u16)>,
-    /// Values in `argv` that `start` would choose differently (the VM does not exist yet, so
-    /// its ports are free ones picked now).
+    /// What in `argv` is not what `start` would use, said in words: the VM does not exist yet
+    /// (its ports are free ones picked now), or it runs (its ports are the ones it holds).
     pub placeholders: Vec<String>,
 }
 
@@ -104,7 +104,18 @@ pub async fn argv(ws: &Workspace, req: &ArgvRequest, sink: &dyn Sink) -> Result<
             placeholder_state(&name, &profile)
         }
     };
-    let (ssh_port, forwards) = vm::choose_ports(&state)?;
+    // A running VM holds its ports, so choosing now would find them taken and pick others that
+    // no QEMU uses: show the ones it runs with.
+    let running = vm::running_pid(&paths).is_some() && state.ssh_port.is_some();
+    let (ssh_port, forwards) = match state.ssh_port {
+        Some(ssh) if running => (ssh, state.forwards.clone()),
+        _ => vm::choose_ports(&state)?,
+    };
+    if running {
+        placeholders.push(format!(
+            "ports: VM {name} is running; these are the ports it runs with (`start` does nothing while it runs)"
+        ));
+    }
     let code = vm::firmware_files(&profile, &paths)?.code;
     let plan = LaunchPlan {
         accel: decision.accel,

@@ -72,9 +72,10 @@ pub fn clock_probe() -> GuestCommand {
     GuestCommand::new("date").arg("+%s.%N")
 }
 
-/// Prints `missing` when stress-ng is not installed.
-pub fn stress_ng_probe() -> GuestCommand {
-    GuestCommand::script("command -v stress-ng >/dev/null || echo missing")
+/// Prints `missing` when stress-ng is not installed (templates/guest/validate-stress-ng-probe.sh.j2).
+pub fn stress_ng_probe() -> Result<GuestCommand, crate::templates::TemplateError> {
+    let script = crate::templates::render("validate-stress-ng-probe.sh.j2", &serde_json::json!({}))?;
+    Ok(GuestCommand::script(script.trim()))
 }
 
 /// Parses `--phases idle,one,all,throttle`.
