@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 use sysmonvm::profile::Arch;
 use sysmonvm::qemu::accel::{
-    HostFacts, SelfTest, SelfTestCache, SelfTestOutcome, SelfTestSource, kvm_self_test_cached_with,
+    HostFacts, SelfTest, SelfTestCache, SelfTestOutcome, SelfTestRequest, SelfTestSource, kvm_self_test_cached_with,
 };
 
 const SETTLE: Duration = Duration::from_secs(3);
@@ -17,7 +17,10 @@ const SETTLE: Duration = Duration::from_secs(3);
 fn run(qemu: &Path, cache: &Path, host: &HostFacts, allow_run: bool) -> (SelfTestOutcome, Duration) {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let start = Instant::now();
-    let outcome = rt.block_on(kvm_self_test_cached_with(qemu, cache, Arch::X86_64, host, SETTLE, allow_run));
+    let outcome = rt.block_on(kvm_self_test_cached_with(
+        qemu,
+        &SelfTestRequest { cache_file: cache, guest: Arch::X86_64, host, settle: SETTLE, allow_run },
+    ));
     (outcome, start.elapsed())
 }
 

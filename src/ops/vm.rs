@@ -48,11 +48,16 @@ pub async fn resolve_accel(
 ) -> Result<AccelDecision> {
     let host = HostFacts::detect();
     let (test, source) = if kvm_candidate(requested, &host) {
-        let outcome =
-            accel::kvm_self_test_cached(&ws.accel_selftest_cache(), p.arch, &host, SELF_TEST_SETTLE, allow_self_test)
-                .await;
+        let outcome = accel::kvm_self_test_cached(&accel::SelfTestRequest {
+            cache_file: &ws.accel_selftest_cache(),
+            guest: p.arch,
+            host: &host,
+            settle: SELF_TEST_SETTLE,
+            allow_run: allow_self_test,
+        })
+        .await;
         if let Some(e) = &outcome.not_saved {
-            sink.warning(format!("the KVM self-test's verdict was not cached: {e}"));
+            sink.warning(format!("the KVM self-test's verdict was not cached: {}", crate::errors::chain(e)));
         }
         (outcome.result, Some(outcome.source))
     } else {

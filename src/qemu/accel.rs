@@ -383,13 +383,8 @@ pub struct SelfTestOutcome {
 /// binary on PATH as it is now and this kernel; else, when `allow_run`, the test is run and
 /// its verdict saved. Passed and Failed are cached; a test that could not run (QEMU did not
 /// start, no firmware) is not, so it runs again next time.
-pub async fn kvm_self_test_cached(
-    cache_file: &Path,
-    guest: Arch,
-    host: &HostFacts,
-    settle: Duration,
-    allow_run: bool,
-) -> SelfTestOutcome {
+pub async fn kvm_self_test_cached(req: &SelfTestRequest<'_>) -> SelfTestOutcome {
+    let (guest, host) = (req.guest, req.host);
     let program = super::argv::program(guest);
     let Some(qemu) = find_on_path(program, &std::env::var_os("PATH").unwrap_or_default()) else {
         if let Some(not_run) = self_test_precheck(guest, host) {
@@ -401,18 +396,25 @@ pub async fn kvm_self_test_cached(
             not_saved: None,
         };
     };
-    kvm_self_test_cached_with(&qemu, cache_file, guest, host, settle, allow_run).await
+    kvm_self_test_cached_with(&qemu, req).await
+}
+
+/// What the cached KVM self-test needs to know.
+#[derive(Debug, Clone, Copy)]
+pub struct SelfTestRequest<'a> {
+    /// The workspace's cache of verdicts.
+    pub cache_file: &'a Path,
+    pub guest: Arch,
+    pub host: &'a HostFacts,
+    /// How long the test guest must keep running to count as passed.
+    pub settle: Duration,
+    /// Whether the test may run when no verdict is cached (`--no-self-test`: false).
+    pub allow_run: bool,
 }
 
 /// [`kvm_self_test_cached`] with the QEMU binary given by path instead of looked up on PATH.
-pub async fn kvm_self_test_cached_with(
-    qemu: &Path,
-    cache_file: &Path,
-    guest: Arch,
-    host: &HostFacts,
-    settle: Duration,
-    allow_run: bool,
-) -> SelfTestOutcome {
+pub async fn kvm_self_test_cached_with(qemu: &Path, req: &SelfTestRequest<'_>) -> SelfTestOutcome {
+    let SelfTestRequest { cache_file, guest, host, settle, allow_run } = *req;
     if let Some(not_run) = self_test_precheck(guest, host) {
         return SelfTestOutcome { result: not_run, source: SelfTestSource::Precheck, not_saved: None };
     }
