@@ -83,6 +83,9 @@ async fn plans_run_idempotently_and_failures_say_what_failed() {
         ]
     );
     assert_eq!(r.steps[1].notes, ["not on this host"]);
+    // The step that fetched a file has that transfer's time as part of its own; the other none.
+    assert!(r.steps[0].transfer_seconds > 0.0 && r.steps[0].transfer_seconds <= r.steps[0].seconds, "{:?}", r.steps[0]);
+    assert_eq!(r.steps[1].transfer_seconds, 0.0);
     assert_eq!(std::fs::read(d.path().join("installed")).unwrap(), b"v1");
 
     // Nothing differs: nothing is sent, nothing changes.
@@ -96,6 +99,7 @@ async fn plans_run_idempotently_and_failures_say_what_failed() {
     .unwrap();
     assert!(!again.changed);
     assert_eq!((again.steps[0].outcome, sent), (Outcome::Unchanged, 0));
+    assert_eq!(again.steps[0].transfer_seconds, 0.0, "nothing was sent");
 
     // The installed file changed in the guest: it is sent again, once, and put back.
     std::fs::write(d.path().join("installed"), b"edited").unwrap();

@@ -52,6 +52,9 @@ pub struct StepReport {
     pub name: String,
     pub outcome: Outcome,
     pub seconds: f64,
+    /// Of `seconds`, the time its files took from the guest's request until they had arrived
+    /// and matched their sha256: SSH's share, not the guest's own work.
+    pub transfer_seconds: f64,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub notes: Vec<String>,
 }
@@ -338,6 +341,9 @@ pub async fn run_plans(
     let mut ended = false;
     let mut protocol: Option<String> = None;
     let mut sent = vec![false; uploads.len()];
+    // When the guest asked for each file sent, until it says the file arrived; the sum per step.
+    let mut asked: std::collections::HashMap<usize, Instant> = std::collections::HashMap::new();
+    let mut transfer = 0.0_f64;
     let mut tail = Tail(VecDeque::new());
     let mut lines = LineSplitter::new(limits.max_line);
     // Every marker is printed after a newline, so that one after output without a final newline
@@ -370,6 +376,7 @@ pub async fn run_plans(
                 on_event(Event::Begin { index, total, name: &name });
                 tail.0.clear();
                 current = Some((name, Instant::now(), Vec::new()));
+                transfer = 0.0;
             }
             Some(Marker::Note(n)) => {
                 if let Some(c) = current.as_mut() {
@@ -381,7 +388,7 @@ pub async fn run_plans(
                     Some((_, t, notes)) => (t.elapsed().as_secs_f64(), notes),
                     None => (0.0, Vec::new()),
                 };
-                let r = StepReport { name, outcome, seconds, notes };
+                let r = StepReport { name, outcome, seconds, transfer_seconds: transfer, notes };
                 on_event(Event::Done(&r));
                 if let Some(p) = done.last_mut() {
                     p.steps.push(r);
@@ -391,6 +398,7 @@ pub async fn run_plans(
             Some(Marker::Need(id)) => match (uploads.get(id), sent.get(id).copied()) {
                 (Some(u), Some(false)) => {
                     sent[id] = true;
+                    asked.insert(id, Instant::now());
                     on_event(Event::Sending { path: &u.path, bytes: u.bytes.len() });
                     if let Some(p) = done.last_mut() {
                         p.sent.push(u.path.clone());
@@ -406,6 +414,11 @@ pub async fn run_plans(
                     return std::ops::ControlFlow::Break(());
                 }
             },
+            Some(Marker::Got(id)) => {
+                if let Some(at) = asked.remove(&id) {
+                    transfer += at.elapsed().as_secs_f64();
+                }
+            }
             Some(Marker::End(_)) => {
                 ended = true;
                 if let Some(last) = done.last() {

@@ -136,6 +136,8 @@ pub enum Marker {
     Failed(String, i32),
     /// The script waits on its stdin for the file with this id.
     Need(usize),
+    /// The file with this id arrived whole and matched its sha256.
+    Got(usize),
     /// The end of the script; whether any step changed something.
     End(bool),
 }
@@ -163,6 +165,7 @@ pub fn parse_marker(line: &str, nonce: &str) -> Option<Marker> {
             Marker::Failed(step.to_string(), status.trim().parse().ok()?)
         }
         "need" => Marker::Need(arg.trim().parse().ok()?),
+        "got" => Marker::Got(arg.trim().parse().ok()?),
         "end" => Marker::End(arg.trim() == "1"),
         _ => return None,
     })
@@ -183,8 +186,9 @@ mod tests {
         assert_eq!(m("failed packages 100"), Some(Marker::Failed("packages".into(), 100)));
         assert_eq!(m("note no cpufreq here"), Some(Marker::Note("no cpufreq here".into())));
         assert_eq!(m("need 3"), Some(Marker::Need(3)));
+        assert_eq!(m("got 3"), Some(Marker::Got(3)));
         assert_eq!(m("end 0"), Some(Marker::End(false)));
-        for junk in ["", "failed x", "begin a b", "need", "need -1", "need x", "plan a b", "bogus x"] {
+        for junk in ["", "failed x", "begin a b", "need", "need -1", "need x", "got", "got y", "plan a b", "bogus x"] {
             assert_eq!(m(junk), None, "{junk:?}");
         }
         // Another run's nonce, the old unnonced form, a marker not at the start of the line.

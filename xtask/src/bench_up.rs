@@ -69,9 +69,20 @@ fn median(mut v: Vec<f64>) -> f64 {
     if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
 }
 
-/// The seconds the guest spent in a run report's steps.
+/// The seconds the guest spent in a run report's steps: each step's time less its files'
+/// transfer (SSH's share, reported apart).
 fn step_seconds(run: &Value) -> f64 {
-    run["steps"].as_array().into_iter().flatten().filter_map(|s| s["seconds"].as_f64()).sum()
+    run["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| Some(s["seconds"].as_f64()? - s["transfer_seconds"].as_f64().unwrap_or(0.0)))
+        .sum()
+}
+
+/// The seconds a run report's files took to arrive.
+fn transfer_seconds(run: &Value) -> f64 {
+    run["steps"].as_array().into_iter().flatten().filter_map(|s| s["transfer_seconds"].as_f64()).sum()
 }
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -129,6 +140,7 @@ fn measure(b: &mut Bench, root: &Path, rounds: usize) -> Result<()> {
     };
     let first = up["provision"]["seconds"].as_f64().context("provision.seconds")?;
     let guest_first = step_seconds(&up["provision"]["bootstrap"]) + step_seconds(&up["provision"]["collector"]["run"]);
+    let transfer_first = transfer_seconds(&up["provision"]["collector"]["run"]);
 
     // The logins of one run of each command, counted in the guest.
     let reading_logins = {
@@ -184,7 +196,7 @@ fn measure(b: &mut Bench, root: &Path, rounds: usize) -> Result<()> {
         median(guest_in_up)
     );
     println!(
-        "\nfirst provisioning of the fresh guest: {first:.1} s (the guest's own steps {guest_first:.1} s, SSH, transfer and health check {:.1} s), after a boot to cloud-init of {:.1} s",
+        "\nfirst provisioning of the fresh guest: {first:.1} s (the guest's own steps {guest_first:.1} s; SSH, file transfer ({transfer_first:.2} s of it) and health check {:.1} s), after a boot to cloud-init of {:.1} s",
         first - guest_first,
         phase("cloud-init").unwrap_or(f64::NAN)
     );
@@ -193,7 +205,14 @@ fn measure(b: &mut Bench, root: &Path, rounds: usize) -> Result<()> {
             .as_array()
             .into_iter()
             .flatten()
-            .map(|s| format!("{} {:.2}", s["name"].as_str().unwrap_or("?"), s["seconds"].as_f64().unwrap_or(f64::NAN)))
+            .map(|s| {
+                let (secs, transfer) = (s["seconds"].as_f64().unwrap_or(f64::NAN), s["transfer_seconds"].as_f64());
+                let name = s["name"].as_str().unwrap_or("?");
+                match transfer.filter(|t| *t > 0.0) {
+                    Some(t) => format!("{name} {secs:.2} (transfer {t:.2})"),
+                    None => format!("{name} {secs:.2}"),
+                }
+            })
             .collect()
     };
     println!("  bootstrap steps (s): {}", steps(&up["provision"]["bootstrap"]).join(", "));
