@@ -639,6 +639,22 @@ pub fn run(args: &[String]) -> Result<()> {
         r.if_failed(|r| {
             let _ = r.sysmonvm(&["up", "--profile", &profile, "--name", name]);
         });
+
+        r.independent("a recorded guest address the guest no longer has is found again", |r| {
+            let state_file = r.ws.join("vms").join(name).join("state.json");
+            let mut state: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
+            let real = state["guest_address"].clone();
+            ensure!(real.is_string(), "the install recorded no guest address: {state}");
+            state["guest_address"] = Value::from("192.0.2.7");
+            std::fs::write(&state_file, serde_json::to_vec_pretty(&state)?)?;
+            let v = r.must(&["collector", "install", name])?;
+            // The run with the stale address stopped at its first step; the one after the probe
+            // found everything as it was: the config the real address gives is the installed one.
+            ensure!(changed(&v["run"]).is_empty(), "{:?}", changed(&v["run"]));
+            let after: Value = serde_json::from_slice(&std::fs::read(&state_file)?)?;
+            ensure!(after["guest_address"] == real, "recorded {} instead of {real}", after["guest_address"]);
+            Ok(())
+        });
     }
 
     r.independent("scrape /metrics and /v1/snapshot through the forward", |_| {

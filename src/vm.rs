@@ -96,6 +96,10 @@ pub struct VmState {
     pub ssh_port: Option<u16>,
     #[serde(default)]
     pub forwards: Vec<(u16, u16)>,
+    /// The guest's IPv4 address as the last collector install probed it: the next install
+    /// configures it without probing, and its plan's first step checks the guest still has it.
+    #[serde(default)]
+    pub guest_address: Option<std::net::Ipv4Addr>,
 }
 
 pub fn load_state(vm: &VmPaths) -> Result<VmState, VmError> {
@@ -227,6 +231,7 @@ pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> 
         accel: None,
         ssh_port: None,
         forwards: Vec::new(),
+        guest_address: None,
     };
     // state.json last: its presence means the VM is complete.
     save_state(&vm, &state)?;
@@ -974,6 +979,7 @@ mod tests {
             accel: None,
             ssh_port: Some(2200),
             forwards: vec![],
+            guest_address: None,
         };
         let a = openssh_argv(&ws, &vm, &state, 2200, &["uname".into(), "-a".into()]);
         let l = a.iter().position(|x| x == "-l").unwrap();

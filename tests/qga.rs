@@ -286,6 +286,7 @@ async fn vm_status_ends_when_the_agent_answers_the_sync_with_the_wrong_id_every_
             accel: None,
             ssh_port: None,
             forwards: Vec::new(),
+            guest_address: None,
         },
     )
     .unwrap();

@@ -180,6 +180,25 @@ pub fn status_probe() -> Result<crate::guest::command::GuestCommand, crate::temp
     Ok(crate::guest::command::GuestCommand::script(script))
 }
 
+/// The install plan's first step: the guest still has the address the config listens on.
+pub const ADDRESS_STEP: &str = "address";
+
+/// What the install plan is built from.
+#[derive(Debug, Clone)]
+pub struct InstallInputs {
+    pub binary: Vec<u8>,
+    /// The config file, verbatim.
+    pub config_text: String,
+    /// The guest's IPv4 address the config listens on (probed, or recorded by an earlier run:
+    /// the plan's first step checks the guest still has it).
+    pub address: std::net::Ipv4Addr,
+    pub listen: String,
+    pub certs: Option<Certs>,
+    /// The host checks `/healthz` through its forward after the run, so an unchanged run need not
+    /// ask from inside the guest too (under TCG a curl is a tenth of a second).
+    pub health_via_forward: bool,
+}
+
 #[derive(Serialize)]
 struct Names<'a> {
     user: &'a str,
@@ -193,6 +212,8 @@ struct Names<'a> {
     wait_seconds: u32,
     certs: bool,
     cert_dir: &'a str,
+    address: String,
+    health_via_forward: bool,
 }
 
 fn names(listen: &str) -> Names<'_> {
@@ -208,6 +229,8 @@ fn names(listen: &str) -> Names<'_> {
         wait_seconds: WAIT_SECONDS,
         certs: false,
         cert_dir: CERT_DIR,
+        address: String::new(),
+        health_via_forward: false,
     }
 }
 
@@ -222,14 +245,12 @@ pub struct Certs {
 /// The install plan and the files it installs from the stage directory: the binary, the config
 /// (verbatim when `config_text` is given), the unit and the tmpfiles rule; and ServiceRadar's
 /// certificates when given.
-pub fn install(
-    binary: Vec<u8>,
-    config_text: String,
-    listen: &str,
-    certs: Option<Certs>,
-) -> Result<(Plan, Vec<Upload>), PlanError> {
-    let mut n = names(listen);
+pub fn install(inputs: InstallInputs) -> Result<(Plan, Vec<Upload>), PlanError> {
+    let InstallInputs { binary, config_text, address, listen, certs, health_via_forward } = inputs;
+    let mut n = names(&listen);
     n.certs = certs.is_some();
+    n.address = address.to_string();
+    n.health_via_forward = health_via_forward;
     let plan = super::steps::from_template("collector-install", "collector-install.steps.j2", &n)?;
     let unit = crate::templates::render("serviceradar-sysmon-vm.service.j2", &n)?;
     let tmpfiles = crate::templates::render("sysmon-vm.tmpfiles.j2", &n)?;
@@ -369,9 +390,19 @@ mod tests {
     #[test]
     fn install_plan_unit_and_uninstall() {
         let certs = Certs { root: b"CA".to_vec(), cert: b"C".to_vec(), key: b"K".to_vec() };
-        let (plan, uploads) = install(b"ELF".to_vec(), "{}".into(), "10.0.2.15:9105", Some(certs)).unwrap();
+        let inputs = |certs, health_via_forward| InstallInputs {
+            binary: b"ELF".to_vec(),
+            config_text: "{}".into(),
+            address: std::net::Ipv4Addr::new(10, 0, 2, 15),
+            listen: "10.0.2.15:9105".into(),
+            certs,
+            health_via_forward,
+        };
+        let (plan, uploads) = install(inputs(Some(certs), false)).unwrap();
         let names: Vec<_> = plan.steps.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names[..4], ["user", "binary", "certificates", "config"]);
+        assert_eq!(names[..5], [ADDRESS_STEP, "user", "binary", "certificates", "config"]);
+        assert!(plan.step(ADDRESS_STEP).unwrap().check.as_deref().unwrap().contains("' inet 10.0.2.15/'"));
+        assert!(plan.step("answers").unwrap().check.as_deref().unwrap().contains("curl"), "no forward: the guest asks");
         assert!(plan.step("certificates").unwrap().run.contains("-m 0640 -o root -g sysmon-vm"));
         let key = uploads.iter().find(|u| u.path.ends_with("cert-checkers-key.pem")).unwrap();
         assert_eq!((key.mode, key.bytes.as_slice()), (0o600, &b"K"[..]));
@@ -383,11 +414,20 @@ mod tests {
             serde_json::to_string(&check_entry(1)).unwrap(),
             r#"{"name":"sysmon-vm","type":"grpc","details":"127.0.0.1:1"}"#
         );
-        let (plan, uploads) = install(b"ELF".to_vec(), "{}".into(), "10.0.2.15:9105", None).unwrap();
+        let (plan, uploads) = install(inputs(None, true)).unwrap();
         let names: Vec<_> = plan.steps.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["user", "binary", "config", "cpufreq-read-access", "unit", "enable", "restart", "answers"]);
+        assert_eq!(
+            names,
+            [ADDRESS_STEP, "user", "binary", "config", "cpufreq-read-access", "unit", "enable", "restart", "answers"]
+        );
         assert!(plan.step("answers").unwrap().run.contains("http://10.0.2.15:9105/healthz"));
         let unit = String::from_utf8(uploads.iter().find(|u| u.path.ends_with(UNIT)).unwrap().bytes.clone()).unwrap();
+        // The enable check reads the link `systemctl enable` makes for the unit's WantedBy.
+        let wanted_by = unit.lines().find_map(|l| l.strip_prefix("WantedBy=")).unwrap();
+        let enable = plan.step("enable").unwrap().check.clone().unwrap();
+        assert!(enable.contains(&format!("/etc/systemd/system/{wanted_by}.wants/{UNIT}")), "{enable}");
+        let answered = plan.step("answers").unwrap().check.clone().unwrap();
+        assert!(!answered.contains("curl"), "the host asks through the forward: {answered}");
         assert!(unit.contains("User=sysmon-vm\n") && unit.contains("AmbientCapabilities=CAP_PERFMON\n"));
         assert!(unit.contains(
             "ExecStart=/usr/local/bin/sysmon-collector --config /etc/serviceradar/checkers/sysmon-vm.json serve\n"

@@ -294,7 +294,7 @@ fn collector_inputs(ws: &Workspace, state: &VmState, req: &InstallRequest, sink:
 }
 
 /// The guest's address, as the collector's config and its health check need it.
-async fn guest_address(session: &SshSession, name: &str, sink: &dyn Sink) -> Result<String> {
+async fn guest_address(session: &SshSession, name: &str, sink: &dyn Sink) -> Result<std::net::Ipv4Addr> {
     let probe = session.exec(collector::ADDRESS_PROBE).await.map_err(|source| OpError::Ssh {
         vm: name.to_string(),
         command: collector::ADDRESS_PROBE.into(),
@@ -304,7 +304,7 @@ async fn guest_address(session: &SshSession, name: &str, sink: &dyn Sink) -> Res
         sink.warning(w);
     }
     let printed = String::from_utf8_lossy(&probe.stdout);
-    collector::parse_guest_address(&printed).ok_or_else(|| OpError::Failed {
+    collector::parse_guest_address(&printed).and_then(|a| a.parse().ok()).ok_or_else(|| OpError::Failed {
         what: "cannot find the guest's IPv4 address".into(),
         detail: format!("`{}` printed {:?}", collector::ADDRESS_PROBE, crate::sanitize::line(&printed)),
     })
@@ -332,49 +332,50 @@ pub async fn provision_locked(
         None => vm::connect(ws, &paths).await?,
     };
     let result = async {
-        let mut plans = Vec::new();
-        let mut uploads = Vec::new();
-        if let Some(packages) = &what.bootstrap {
-            plans.push(bootstrap_plan::plan(&state.profile, packages)?);
-        }
-        let mut listen = None;
-        if let Some((req, inputs)) = &inputs {
-            let address = guest_address(&session, name, sink).await?;
-            let l = collector::listen(&state.profile, &address);
-            let config = inputs.config_file.clone().unwrap_or_else(|| {
-                collector::config_json(&collector::ConfigInput {
-                    listen: l.clone(),
-                    grpc_listen: collector::grpc_listen(&state.profile),
-                    mtls: inputs.certs.is_some(),
-                    interval: state.profile.collector.interval.clone(),
-                    vm_id: name.to_string(),
-                    otlp_endpoint: req.otlp_endpoint.clone(),
-                    otlp_headers: req.otlp_headers.clone(),
-                    cgroups: req.cgroups.clone(),
-                })
-            });
-            let (plan, files) = collector::install(inputs.bytes.clone(), config, &l, inputs.certs.clone())?;
-            plans.push(plan);
-            uploads.extend(files);
-            listen = Some(l);
-        }
-        let as_root = state.profile.ssh.is_root();
-        let refs: Vec<&Plan> = plans.iter().collect();
-        let step = match (what.bootstrap.is_some(), inputs.is_some()) {
-            (true, true) => "provisioning",
-            (true, false) => "bootstrap",
-            _ => "collector install",
+        // The address the last install recorded saves the probe's exec; the plan's first step
+        // checks the guest still has it, and if not, it is probed and the run made again.
+        let mut address = match (&inputs, state.guest_address) {
+            (None, _) => None,
+            (Some(_), Some(recorded)) => Some((recorded, true)),
+            (Some(_), None) => Some((guest_address(&session, name, sink).await?, false)),
         };
-        let reports = runner::run_plans(&session, &refs, &uploads, as_root, runner::RunLimits::default(), |e| {
-            sink.emit(from_runner(e))
-        })
-        .await
-        .map_err(|source| OpError::Guest { vm: name.to_string(), step, source: Box::new(source) })?;
-        Ok::<_, OpError>((reports, listen))
+        loop {
+            let (plans, uploads, listen) = plans_for(&state, name, what, inputs.as_ref(), address.map(|a| a.0))?;
+            let refs: Vec<&Plan> = plans.iter().collect();
+            let step = match (what.bootstrap.is_some(), inputs.is_some()) {
+                (true, true) => "provisioning",
+                (true, false) => "bootstrap",
+                _ => "collector install",
+            };
+            let as_root = state.profile.ssh.is_root();
+            let run = runner::run_plans(&session, &refs, &uploads, as_root, runner::RunLimits::default(), |e| {
+                sink.emit(from_runner(e))
+            })
+            .await;
+            match (run, address) {
+                (Err(runner::RunError::StepFailed { step: failed, .. }), Some((recorded, true)))
+                    if failed == collector::ADDRESS_STEP =>
+                {
+                    sink.info(format!("VM {name}: the guest no longer has {recorded}; finding its address again"));
+                    address = Some((guest_address(&session, name, sink).await?, false));
+                }
+                (run, _) => {
+                    let reports =
+                        run.map_err(|source| OpError::Guest { vm: name.to_string(), step, source: Box::new(source) })?;
+                    return Ok::<_, OpError>((reports, listen, address.map(|a| a.0)));
+                }
+            }
+        }
     }
     .await;
     session.close().await;
-    let (reports, listen) = result?;
+    let (reports, listen, address) = result?;
+    if address.is_some() && address != state.guest_address {
+        // Under the caller's lock; a fresh read, so nothing else recorded meanwhile is lost.
+        let mut fresh = vm::load_state(&paths)?;
+        fresh.guest_address = address;
+        vm::save_state(&paths, &fresh)?;
+    }
     let mut reports = reports.into_iter();
     let mut report = ProvisionReport::default();
     if what.bootstrap.is_some() {
@@ -386,6 +387,50 @@ pub async fn provision_locked(
     }
     report.seconds = started.elapsed().as_secs_f64();
     Ok(report)
+}
+
+/// The plans of one provisioning run (bootstrap, then the collector's with the config for
+/// `address`), the files they may ask for, and the collector's listen address.
+fn plans_for(
+    state: &VmState,
+    name: &str,
+    what: &Provisioning,
+    collector_inputs: Option<&(&InstallRequest, CollectorInputs)>,
+    address: Option<std::net::Ipv4Addr>,
+) -> Result<(Vec<Plan>, Vec<runner::Upload>, Option<String>)> {
+    let mut plans = Vec::new();
+    let mut uploads = Vec::new();
+    if let Some(packages) = &what.bootstrap {
+        plans.push(bootstrap_plan::plan(&state.profile, packages)?);
+    }
+    let mut listen = None;
+    if let (Some((req, inputs)), Some(address)) = (collector_inputs, address) {
+        let l = collector::listen(&state.profile, &address.to_string());
+        let config = inputs.config_file.clone().unwrap_or_else(|| {
+            collector::config_json(&collector::ConfigInput {
+                listen: l.clone(),
+                grpc_listen: collector::grpc_listen(&state.profile),
+                mtls: inputs.certs.is_some(),
+                interval: state.profile.collector.interval.clone(),
+                vm_id: name.to_string(),
+                otlp_endpoint: req.otlp_endpoint.clone(),
+                otlp_headers: req.otlp_headers.clone(),
+                cgroups: req.cgroups.clone(),
+            })
+        });
+        let (plan, files) = collector::install(collector::InstallInputs {
+            binary: inputs.bytes.clone(),
+            config_text: config,
+            address,
+            listen: l.clone(),
+            certs: inputs.certs.clone(),
+            health_via_forward: vm::forwarded(state, state.profile.collector.port).is_some(),
+        })?;
+        plans.push(plan);
+        uploads.extend(files);
+        listen = Some(l);
+    }
+    Ok((plans, uploads, listen))
 }
 
 /// After the install: does the collector answer through its forward?

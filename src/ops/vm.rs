@@ -151,6 +151,7 @@ fn placeholder_state(name: &str, p: &Profile) -> VmState {
         accel: None,
         ssh_port: None,
         forwards: Vec::new(),
+        guest_address: None,
     }
 }
 
