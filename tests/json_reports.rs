@@ -168,7 +168,12 @@ fn prune_keeps_what_a_stopped_vm_uses() {
     server.put("/tiny.qcow2", other, Behaviour::Normal);
     let (code, _, err) = sysmonvm(&ws, &["up", "--profile", p, "--name", "keeper", "--accel", "tcg", "--no-wait"]);
     assert_ne!(code, 0, "{err}");
-    assert!(err.contains("no source of profile tiny offers that digest") && err.contains("vm destroy keeper"), "{err}");
+    assert!(
+        err.contains("no source of profile tiny gave those bytes again")
+            && err.contains("checksum mismatch")
+            && err.contains("vm destroy keeper"),
+        "{err}"
+    );
     assert!(!Path::new(&image_path).exists(), "a mismatching image must not be committed: {err}");
     assert!(ws.join("vms/keeper/disk.qcow2").is_file(), "the failed up lost the VM's disk");
 

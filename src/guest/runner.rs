@@ -329,7 +329,7 @@ pub async fn run_plans(
 ) -> Result<Vec<RunReport>, RunError> {
     let title = plans.iter().map(|p| p.title.as_str()).collect::<Vec<_>>().join("+");
     let started = Instant::now();
-    let nonce = steps::new_nonce().map_err(|e| PlanError::Input(format!("no randomness for the run's nonce: {e}")))?;
+    let nonce = steps::new_nonce().map_err(PlanError::Nonce)?;
     let script = steps::script(plans, &script_files(uploads), &nonce)?.into_bytes();
     let script_path = format!("{GUEST_DIR}/{title}.sh");
     let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&script));

@@ -44,6 +44,8 @@ pub enum PlanError {
     Steps { template: String, message: String },
     #[error("{0}")]
     Input(String),
+    #[error("no randomness for the run's nonce (/dev/urandom)")]
+    Nonce(#[source] std::io::Error),
 }
 
 /// Renders a `.steps.j2` template and reads its step list.

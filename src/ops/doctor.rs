@@ -106,7 +106,7 @@ pub async fn doctor(ws: &Workspace, req: &DoctorRequest, sink: &dyn Sink) -> Res
         Err(e) => checks.push(Check {
             name: "firmware".into(),
             ok: false,
-            detail: e.to_string(),
+            detail: crate::errors::chain(&e),
             fix: Some(e.hint.to_string()),
         }),
     }
@@ -116,7 +116,7 @@ pub async fn doctor(ws: &Workspace, req: &DoctorRequest, sink: &dyn Sink) -> Res
         (Ok((a, w)), _) => {
             (true, format!("{}{}", a.as_str(), w.as_ref().map(|w| format!(" — {w}")).unwrap_or_default()))
         }
-        (Err(e), _) => (false, e.to_string()),
+        (Err(e), _) => (false, crate::errors::chain(e)),
     };
     checks.push(Check { name: "accelerator".into(), ok, detail, fix: None });
     if let SelfTest::Failed(why) = &test {

@@ -42,8 +42,9 @@ pub enum OpError {
     #[error("image fetch")]
     Image(#[source] Box<crate::image::ImageError>),
     #[error(
-        "VM {vm}: its backing image (sha256 {sha256}) is gone and no source of profile {profile} offers that digest any more; \
-         the VM cannot boot without it: `sysmonvm vm destroy {vm}` and `sysmonvm up` make it anew"
+        "VM {vm}: its backing image (sha256 {sha256}) is gone and no source of profile {profile} gave those bytes again \
+         (what each said follows); if none offers that digest any more, the VM cannot boot without it: \
+         `sysmonvm vm destroy {vm}` and `sysmonvm up` make it anew"
     )]
     BackingImageUnavailable {
         vm: String,

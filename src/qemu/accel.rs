@@ -176,11 +176,11 @@ const QEMU_START_PATIENCE: Duration = Duration::from_secs(20);
 async fn run_self_test(qemu: &OsStr, guest: Arch, settle: Duration) -> SelfTest {
     let fw = match super::firmware::find(guest, |p| p.exists()) {
         Ok(f) => f,
-        Err(e) => return SelfTest::NotRun(format!("self-test skipped: {e}")),
+        Err(e) => return SelfTest::NotRun(format!("self-test skipped: {}", crate::errors::chain(&e))),
     };
     let dir = match tempfile::Builder::new().prefix("sysmonvm-kvm-test").tempdir() {
         Ok(d) => d,
-        Err(e) => return SelfTest::NotRun(format!("self-test skipped: {e}")),
+        Err(e) => return SelfTest::NotRun(format!("self-test skipped: {}", crate::errors::chain(&e))),
     };
     let vars = dir.path().join("vars.fd");
     let code_size = std::fs::metadata(&fw.code).map(|m| m.len()).unwrap_or(0);
@@ -214,7 +214,9 @@ async fn run_self_test(qemu: &OsStr, guest: Arch, settle: Duration) -> SelfTest 
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return SelfTest::NotRun(format!("cannot start {}: {e}", qemu.to_string_lossy())),
+        Err(e) => {
+            return SelfTest::NotRun(format!("cannot start {}: {}", qemu.to_string_lossy(), crate::errors::chain(&e)));
+        }
     };
     // The firmware runs for `settle` from when QEMU is up (its QMP socket is there), not from
     // the spawn: on a loaded host QEMU itself can take seconds to start, and a QMP socket that is
@@ -422,7 +424,11 @@ pub async fn kvm_self_test_cached_with(qemu: &Path, req: &SelfTestRequest<'_>) -
         Ok(k) => k,
         Err(e) => {
             return SelfTestOutcome {
-                result: SelfTest::NotRun(format!("cannot run the self-test: {}: {e}", qemu.display())),
+                result: SelfTest::NotRun(format!(
+                    "cannot run the self-test: {}: {}",
+                    qemu.display(),
+                    crate::errors::chain(&e)
+                )),
                 source: SelfTestSource::Precheck,
                 not_saved: None,
             };
