@@ -42,6 +42,13 @@ pub enum QgaError {
     /// What the agent sent or did (an unreadable reply, a closed connection): data, kept as text.
     #[error("guest agent: {0}")]
     Protocol(String),
+    /// A reply that is not JSON: its start (guest data, quoted) and the parser's reason.
+    #[error("guest agent: unreadable reply {text:?}")]
+    Unreadable {
+        text: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("guest agent: {0}")]
     TooLong(FrameTooLong),
     #[error("guest agent: the reply to {command} is not what QEMU's agent sends")]
@@ -123,9 +130,8 @@ impl QgaClient {
                     if text.is_empty() {
                         continue;
                     }
-                    return serde_json::from_str(text).map_err(|_| {
-                        QgaError::Protocol(format!("unreadable reply {:?}", text.chars().take(120).collect::<String>()))
-                    });
+                    return serde_json::from_str(text)
+                        .map_err(|source| QgaError::Unreadable { text: text.chars().take(120).collect(), source });
                 }
                 Ok(None) => self.read_more().await?,
                 Err(too_long) => return Err(QgaError::TooLong(too_long)),

@@ -158,6 +158,13 @@ pub enum QmpError {
     /// What QEMU sent (cut to 200 characters): data from the peer, so it is kept as text.
     #[error("QMP: unreadable message {0:?}")]
     Garbled(String),
+    /// A message that is not JSON: its start (cut to 200 characters) and the parser's reason.
+    #[error("QMP: unreadable message {text:?}")]
+    Unreadable {
+        text: String,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("QMP: the peer is not speaking the protocol")]
     TooLong(#[source] FrameTooLong),
     #[error("QMP command {command} failed: {class}: {desc}")]
@@ -241,7 +248,8 @@ impl QmpClient {
                     if text.is_empty() {
                         continue;
                     }
-                    return serde_json::from_str(text).map_err(|_| QmpError::Garbled(text.chars().take(200).collect()));
+                    return serde_json::from_str(text)
+                        .map_err(|source| QmpError::Unreadable { text: text.chars().take(200).collect(), source });
                 }
                 Ok(None) => {}
                 Err(too_long) => return Err(QmpError::TooLong(too_long)),

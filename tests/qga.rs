@@ -222,7 +222,11 @@ async fn a_closed_socket_and_garbage_are_errors() {
         let _ = sync;
     });
     let outcome = QgaClient::connect(&path, Duration::from_secs(5)).await;
-    assert!(matches!(&outcome, Err(QgaError::Protocol(p)) if p.contains("unreadable reply")), "{:?}", outcome.err());
+    assert!(
+        matches!(&outcome, Err(QgaError::Unreadable { text, .. }) if text.contains("not json")),
+        "{:?}",
+        outcome.err()
+    );
 
     let (path2, listener2) =
         (dir.path().join("closed.sock"), UnixListener::bind(dir.path().join("closed.sock")).unwrap());
