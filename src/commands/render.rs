@@ -160,7 +160,6 @@ impl Sink for Terminal {
     }
 }
 
-/// Asks on the terminal; refuses (with `refuse` as the error) when stdin is not one.
 /// Asks on the terminal; without one (a script, CI) the answer is no.
 pub fn confirm(question: &str) -> bool {
     use std::io::IsTerminal;

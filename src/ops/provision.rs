@@ -339,15 +339,15 @@ pub async fn provision_locked(
             (Some(_), Some(recorded)) => Some((recorded, true)),
             (Some(_), None) => Some((guest_address(&session, name, sink).await?, false)),
         };
+        let step = match (what.bootstrap.is_some(), inputs.is_some()) {
+            (true, true) => "provisioning",
+            (true, false) => "bootstrap",
+            _ => "collector install",
+        };
+        let as_root = state.profile.ssh.is_root();
         loop {
             let (plans, uploads, listen) = plans_for(&state, name, what, inputs.as_ref(), address.map(|a| a.0))?;
             let refs: Vec<&Plan> = plans.iter().collect();
-            let step = match (what.bootstrap.is_some(), inputs.is_some()) {
-                (true, true) => "provisioning",
-                (true, false) => "bootstrap",
-                _ => "collector install",
-            };
-            let as_root = state.profile.ssh.is_root();
             let run = runner::run_plans(&session, &refs, &uploads, as_root, runner::RunLimits::default(), |e| {
                 sink.emit(from_runner(e))
             })
