@@ -55,14 +55,18 @@ async fn plans_run_idempotently_and_failures_say_what_failed() {
         ],
     };
     let _ = std::fs::remove_file(STAGED);
-    let uploads = [Upload { path: STAGED.into(), bytes: b"v1".to_vec(), mode: 0o644 }];
+    // The installed copy is named, so the script hashes it before the first step.
+    let uploads =
+        [Upload { path: STAGED.into(), bytes: b"v1".to_vec(), mode: 0o644, installed: Some(format!("{p}/installed")) }];
     let session = common::sshd::connect(&s.target(), Duration::from_secs(10)).await;
     let mut events = Vec::new();
     let r = runner::run(&session, &plan, &uploads, true, |e| match e {
         Event::Begin { index, total, name } => events.push(format!("begin {index}/{total} {name}")),
         Event::Output(l) => events.push(format!("out {l}")),
         Event::Done(r) => events.push(format!("done {} {:?}", r.name, r.outcome)),
-        Event::Sending { path, bytes } => events.push(format!("send {path} {bytes}")),
+        Event::Sending { path, bytes, gzip } => {
+            events.push(format!("send {path} {bytes}{}", if gzip { " gzip" } else { "" }))
+        }
         Event::Plan { title, steps } => events.push(format!("plan {title} {steps}")),
         Event::PlanDone { title, changed_steps, .. } => events.push(format!("plan-done {title} {changed_steps}")),
     })
@@ -113,6 +117,17 @@ async fn plans_run_idempotently_and_failures_say_what_failed() {
     .await
     .unwrap();
     assert_eq!((repaired.steps[0].outcome, sent), (Outcome::Changed, vec![2]));
+    assert_eq!(std::fs::read(d.path().join("installed")).unwrap(), b"v2");
+
+    // The up-front hashes serve first checks only: a step that ran before may have changed the
+    // file (here it spoils it after it was hashed as the same), so the later check hashes again.
+    let spoiling = Plan {
+        title: "runner-test".into(),
+        steps: vec![step("spoil", None, format!("echo spoiled > {p}/installed")), plan.steps[0].clone()],
+    };
+    let after = runner::run(&session, &spoiling, &v2, true, |_| {}).await.unwrap();
+    let outcomes: Vec<_> = after.steps.iter().map(|s| s.outcome).collect();
+    assert_eq!(outcomes, [Outcome::Changed, Outcome::Changed]);
     assert_eq!(std::fs::read(d.path().join("installed")).unwrap(), b"v2");
 
     let failing = Plan {
@@ -187,6 +202,56 @@ async fn lookalike_markers_are_output_and_a_marker_after_an_unfinished_line_coun
     session.close().await;
 }
 
+/// A file over 64 KiB travels gzipped (the guest has gzip) and arrives byte for byte; the next
+/// run finds it the same and sends nothing.
+#[tokio::test]
+async fn a_large_file_travels_gzipped_and_arrives_whole() {
+    if !as_root() {
+        return;
+    }
+    let Some(s) = sshd() else { return };
+    let d = tempfile::tempdir().unwrap();
+    let installed = format!("{}/large", d.path().display());
+    const LARGE: &str = "/var/lib/sysmonvm/stage/runner-test-large.bin";
+    let _ = std::fs::remove_file(LARGE);
+    // Half noise (xorshift), half text: like a binary, it compresses, but not to nothing.
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let mut bytes: Vec<u8> = (0..150_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    bytes.extend(b"sysmon-collector ".iter().cycle().take(150_000));
+    let plan = Plan {
+        title: "runner-large".into(),
+        steps: vec![Step {
+            uses: vec![LARGE.into()],
+            ..step("copy", Some(format!("sysmonvm_same {LARGE} {installed}")), format!("cp {LARGE} {installed}"))
+        }],
+    };
+    let uploads =
+        [Upload { path: LARGE.into(), bytes: bytes.clone(), mode: 0o644, installed: Some(installed.clone()) }];
+    let session = common::sshd::connect(&s.target(), Duration::from_secs(10)).await;
+    for expect in [Some(true), None] {
+        let mut sent = None;
+        let r = runner::run(&session, &plan, &uploads, true, |e| {
+            if let Event::Sending { gzip, bytes: n, .. } = e {
+                assert_eq!(n, 300_000);
+                sent = Some(gzip);
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!(sent, expect);
+        assert_eq!(r.changed, expect.is_some());
+        assert_eq!(std::fs::read(&installed).unwrap(), bytes);
+    }
+    session.close().await;
+}
+
 /// A guest that breaks the protocol: asks for a file the run does not have, or for one twice.
 #[tokio::test]
 async fn a_guest_asking_for_the_wrong_files_ends_the_run() {
@@ -215,7 +280,7 @@ async fn a_guest_asking_for_the_wrong_files_ends_the_run() {
             ..step("asks", None, r#"printf '\n%s need 0\n' "$M"; sleep 30"#.into())
         }],
     };
-    let uploads = [Upload { path: STAGED.into(), bytes: b"once".to_vec(), mode: 0o600 }];
+    let uploads = [Upload { path: STAGED.into(), bytes: b"once".to_vec(), mode: 0o600, installed: None }];
     match runner::run(&session, &twice, &uploads, true, |_| {}).await {
         Err(e @ RunError::Protocol { .. }) => {
             assert!(e.to_string().contains("asked for /var/lib/sysmonvm/stage/runner-test.txt a second time"), "{e}")

@@ -95,6 +95,49 @@ mod tests {
         assert!(plan(&alma, &["python3.11".into(), "g++".into(), "epel-release".into()]).is_ok());
     }
 
+    /// The apt packages check reads dpkg's database with awk: on a Debian host its verdict for
+    /// any list is dpkg-query's (every name known and `ii`), for installed, unknown and
+    /// removed-but-configured packages alike.
+    #[test]
+    fn the_apt_packages_check_agrees_with_dpkg_query() {
+        if !std::path::Path::new("/var/lib/dpkg/status").is_file() {
+            eprintln!("SKIPPED: no dpkg database on this host");
+            return;
+        }
+        let mut deb = profile::load("almalinux-9-x86_64", None).unwrap();
+        deb.guest_family = GuestFamily::Apt;
+        let p = plan(&deb, &[]).unwrap();
+        let check = p.step("packages").unwrap().check.clone().unwrap();
+        let list = format!("want='{}'", base_packages(GuestFamily::Apt).join(" "));
+        assert!(check.contains(&list), "{check}");
+        let sh = |script: &str| std::process::Command::new("sh").args(["-c", script]).output().unwrap();
+        let listed = sh("dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n'");
+        let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+        let with = |abbrev: &str| -> Vec<String> {
+            listed
+                .lines()
+                .filter(|l| l.starts_with(abbrev))
+                .filter_map(|l| l.split(' ').nth(2))
+                .map(String::from)
+                .collect()
+        };
+        let (installed, removed) = (with("ii"), with("rc"));
+        assert!(installed.len() > 20, "{listed}");
+        let mut lists: Vec<Vec<String>> = vec![installed[..20].to_vec(), installed[20..21].to_vec()];
+        lists.push(vec![installed[0].clone(), "no-such-package-sysmonvm".into()]);
+        if let Some(r) = removed.first() {
+            lists.push(vec![installed[0].clone(), r.clone()]);
+        }
+        for names in lists {
+            let words = names.join(" ");
+            let awk = sh(&check.replace(&list, &format!("want='{words}'"))).status.success();
+            let oracle = format!(
+                "st=$(dpkg-query -W -f='${{db:Status-Abbrev}}\n' {words} 2>/dev/null) && ! printf '%s\n' \"$st\" | grep -qv '^ii'"
+            );
+            assert_eq!(awk, sh(&oracle).status.success(), "{words}");
+        }
+    }
+
     #[test]
     fn the_rendered_script_is_valid_shell() {
         for name in ["almalinux-9-aarch64", "almalinux-9-x86_64"] {

@@ -254,18 +254,24 @@ pub fn install(inputs: InstallInputs) -> Result<(Plan, Vec<Upload>), PlanError> 
     let plan = super::steps::from_template("collector-install", "collector-install.steps.j2", &n)?;
     let unit = crate::templates::render("serviceradar-sysmon-vm.service.j2", &n)?;
     let tmpfiles = crate::templates::render("sysmon-vm.tmpfiles.j2", &n)?;
-    let up = |name: &str, bytes: Vec<u8>, mode| Upload { path: format!("{STAGE_DIR}/{name}"), bytes, mode };
-    let uploads = vec![
-        up("sysmon-collector", binary, 0o755),
-        up("sysmon-vm.json", config_text.into_bytes(), 0o640),
-        up(UNIT, unit.into_bytes(), 0o644),
-        up("sysmon-vm.tmpfiles", tmpfiles.into_bytes(), 0o644),
+    // Each file with the path its step installs it at (the template's `sysmonvm_same` pairs).
+    let up = |name: &str, bytes: Vec<u8>, mode, installed: String| Upload {
+        path: format!("{STAGE_DIR}/{name}"),
+        bytes,
+        mode,
+        installed: Some(installed),
+    };
+    let mut uploads = vec![
+        up("sysmon-collector", binary, 0o755, BINARY.into()),
+        up("sysmon-vm.json", config_text.into_bytes(), 0o640, CONFIG.into()),
+        up(UNIT, unit.into_bytes(), 0o644, format!("/etc/systemd/system/{UNIT}")),
+        up("sysmon-vm.tmpfiles", tmpfiles.into_bytes(), 0o644, TMPFILES.into()),
     ];
-    let mut uploads = uploads;
     if let Some(c) = certs {
-        uploads.push(up("cert-root.pem", c.root, 0o644));
-        uploads.push(up("cert-checkers.pem", c.cert, 0o644));
-        uploads.push(up("cert-checkers-key.pem", c.key, 0o600));
+        let [root, cert, key] = CERT_FILES.map(|f| format!("{CERT_DIR}/{f}"));
+        uploads.push(up("cert-root.pem", c.root, 0o644, root));
+        uploads.push(up("cert-checkers.pem", c.cert, 0o644, cert));
+        uploads.push(up("cert-checkers-key.pem", c.key, 0o600, key));
     }
     Ok((plan, uploads))
 }

@@ -85,6 +85,8 @@ pub struct ScriptFile {
     pub id: usize,
     /// Octal, as chmod takes it.
     pub mode: String,
+    /// The installed copy a check compares it with, hashed before the first step.
+    pub installed: Option<String>,
 }
 
 /// The one POSIX shell script that runs `plans` in order (templates/guest/runner.sh.j2), with
@@ -136,12 +138,23 @@ pub enum Marker {
     /// The step's exit status (125: it ran but its check still failed; 124: a file it uses
     /// could not be received).
     Failed(String, i32),
-    /// The script waits on its stdin for the file with this id.
-    Need(usize),
+    /// The script waits on its stdin for the file with this id, sent as it is or compressed.
+    Need(usize, Wire),
     /// The file with this id arrived whole and matched its sha256.
     Got(usize),
     /// The end of the script; whether any step changed something.
     End(bool),
+}
+
+/// How a file the script asked for travels over the channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wire {
+    /// Its bytes, as many as the file list says.
+    Plain,
+    /// A decimal length and a newline, then that many bytes of gzip (the script asks for this
+    /// only for large files, and only when the guest has gzip): under TCG the guest's sshd
+    /// decrypting the bytes is what a transfer costs, and the collector binary halves.
+    Gzip,
 }
 
 /// What every marker line starts with, before the run's nonce.
@@ -166,7 +179,15 @@ pub fn parse_marker(line: &str, nonce: &str) -> Option<Marker> {
             valid_name(step).then_some(())?;
             Marker::Failed(step.to_string(), status.trim().parse().ok()?)
         }
-        "need" => Marker::Need(arg.trim().parse().ok()?),
+        "need" => {
+            let (id, wire) = arg.trim().split_once(' ').unwrap_or((arg.trim(), ""));
+            let wire = match wire {
+                "" => Wire::Plain,
+                "gzip" => Wire::Gzip,
+                _ => return None,
+            };
+            Marker::Need(id.parse().ok()?, wire)
+        }
         "got" => Marker::Got(arg.trim().parse().ok()?),
         "end" => Marker::End(arg.trim() == "1"),
         _ => return None,
@@ -187,10 +208,24 @@ mod tests {
         assert_eq!(m("unchanged user"), Some(Marker::Done("user".into(), Outcome::Unchanged)));
         assert_eq!(m("failed packages 100"), Some(Marker::Failed("packages".into(), 100)));
         assert_eq!(m("note no cpufreq here"), Some(Marker::Note("no cpufreq here".into())));
-        assert_eq!(m("need 3"), Some(Marker::Need(3)));
+        assert_eq!(m("need 3"), Some(Marker::Need(3, Wire::Plain)));
+        assert_eq!(m("need 3 gzip"), Some(Marker::Need(3, Wire::Gzip)));
         assert_eq!(m("got 3"), Some(Marker::Got(3)));
         assert_eq!(m("end 0"), Some(Marker::End(false)));
-        for junk in ["", "failed x", "begin a b", "need", "need -1", "need x", "got", "got y", "plan a b", "bogus x"] {
+        for junk in [
+            "",
+            "failed x",
+            "begin a b",
+            "need",
+            "need -1",
+            "need x",
+            "need 3 zstd",
+            "need 3 gzip x",
+            "got",
+            "got y",
+            "plan a b",
+            "bogus x",
+        ] {
             assert_eq!(m(junk), None, "{junk:?}");
         }
         // Another run's nonce, the old unnonced form, a marker not at the start of the line.

@@ -142,7 +142,7 @@ pub fn from_runner(e: crate::guest::runner::Event<'_>) -> Event {
         R::PlanDone { title, changed_steps, total_steps, seconds } => {
             Event::PlanFinished { title: title.to_string(), changed_steps, total_steps, seconds }
         }
-        R::Sending { path, bytes } => Event::Sending { path: path.to_string(), bytes },
+        R::Sending { path, bytes, .. } => Event::Sending { path: path.to_string(), bytes },
         R::Begin { index, total, name } => Event::StepStarted { index, total, name: name.to_string() },
         R::Output(line) => Event::StepOutput { line: line.to_string() },
         R::Done(r) => {
