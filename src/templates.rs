@@ -15,6 +15,7 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("bootstrap-apt.steps.j2", include_str!("../templates/guest/bootstrap-apt.steps.j2")),
     ("bootstrap-dnf.steps.j2", include_str!("../templates/guest/bootstrap-dnf.steps.j2")),
     ("cpufreq.steps.j2", include_str!("../templates/guest/cpufreq.steps.j2")),
+    ("container-runtime.steps.j2", include_str!("../templates/guest/container-runtime.steps.j2")),
     ("collector-install.steps.j2", include_str!("../templates/guest/collector-install.steps.j2")),
     ("collector-uninstall.steps.j2", include_str!("../templates/guest/collector-uninstall.steps.j2")),
     ("validate-refs.sh.j2", include_str!("../templates/guest/validate-refs.sh.j2")),

@@ -1,25 +1,39 @@
 //! The bootstrap plan: what a fresh cloud guest needs before the collector and `validate` can
 //! trust it — baseline tools, cpupower, perf and stress-ng, `kernel.perf_event_paranoid=1`, time
-//! sync, and the cpufreq governor where a driver exists. Rendered from
-//! `templates/guest/bootstrap-{apt,dnf}.steps.j2` for the profile's guest family.
+//! sync, the profile's container runtime (enabled), and the cpufreq governor where a driver
+//! exists. Rendered from `templates/guest/bootstrap-{apt,dnf}.steps.j2` for the profile's guest
+//! family.
 
 use super::steps::{Plan, PlanError};
-use crate::profile::{GuestFamily, Profile};
+use crate::profile::{ContainerRuntime, GuestFamily, Profile};
 use serde::Serialize;
 
 /// The baseline every guest gets, by each family's names: the runbook's tools, the frequency
-/// references `validate` reads, stress-ng, and podman for containers.
+/// references `validate` reads, and stress-ng.
 pub fn base_packages(family: GuestFamily) -> &'static [&'static str] {
     match family {
         // Debian's names; Ubuntu ships cpupower and perf in linux-tools-* instead.
-        GuestFamily::Apt => {
-            &["git", "curl", "vim", "jq", "linux-cpupower", "linux-perf", "stress-ng", "chrony", "podman"]
-        }
-        GuestFamily::Dnf => {
-            &["git", "curl", "vim-enhanced", "jq", "kernel-tools", "perf", "stress-ng", "chrony", "podman"]
-        }
+        GuestFamily::Apt => &["git", "curl", "vim", "jq", "linux-cpupower", "linux-perf", "stress-ng", "chrony"],
+        GuestFamily::Dnf => &["git", "curl", "vim-enhanced", "jq", "kernel-tools", "perf", "stress-ng", "chrony"],
     }
 }
+
+/// The packages of the profile's container runtime: Debian's own `docker.io`; on dnf guests
+/// Docker CE from Docker's repository (the `docker-repo` step adds it with its key pinned).
+pub fn runtime_packages(family: GuestFamily, runtime: ContainerRuntime) -> &'static [&'static str] {
+    match (family, runtime) {
+        (_, ContainerRuntime::None) => &[],
+        (_, ContainerRuntime::Podman) => &["podman"],
+        (GuestFamily::Apt, ContainerRuntime::Docker) => &["docker.io"],
+        (GuestFamily::Dnf, ContainerRuntime::Docker) => &["docker-ce", "docker-ce-cli", "containerd.io"],
+    }
+}
+
+/// Docker's repository for RHEL-family guests and the fingerprint of the key its packages are
+/// signed with, as Docker publishes it in its install guide: the key is fetched over HTTPS and
+/// imported only when it is this key alone.
+pub const DOCKER_RPM_REPO: &str = "https://download.docker.com/linux/centos";
+pub const DOCKER_RPM_KEY_FINGERPRINT: &str = "060A61C51B558A7F742B77AAC52FEB6B621E9F35";
 
 /// Package names go into a shell command unquoted, so only the characters Debian and RPM allow
 /// in names are accepted (no spaces, quotes or shell metacharacters).
@@ -35,11 +49,16 @@ pub fn check_package_name(name: &str) -> Result<(), PlanError> {
 struct Context<'a> {
     arch: &'a str,
     packages: Vec<String>,
+    container_runtime: &'a str,
+    docker_repo: &'a str,
+    docker_key_fingerprint: &'a str,
 }
 
 /// The plan for `profile`, installing `extra` packages on top of the baseline and the profile's own.
 pub fn plan(profile: &Profile, extra: &[String]) -> Result<Plan, PlanError> {
-    let mut packages: Vec<String> = base_packages(profile.guest_family).iter().map(|s| s.to_string()).collect();
+    let family = profile.guest_family;
+    let base = base_packages(family).iter().chain(runtime_packages(family, profile.container_runtime));
+    let mut packages: Vec<String> = base.map(|s| s.to_string()).collect();
     for p in profile.packages.iter().chain(extra) {
         check_package_name(p)?;
         if !packages.contains(p) {
@@ -50,7 +69,14 @@ pub fn plan(profile: &Profile, extra: &[String]) -> Result<Plan, PlanError> {
         GuestFamily::Apt => "bootstrap-apt.steps.j2",
         GuestFamily::Dnf => "bootstrap-dnf.steps.j2",
     };
-    super::steps::from_template("bootstrap", template, &Context { arch: profile.arch.as_str(), packages })
+    let context = Context {
+        arch: profile.arch.as_str(),
+        packages,
+        container_runtime: profile.container_runtime.as_str(),
+        docker_repo: DOCKER_RPM_REPO,
+        docker_key_fingerprint: DOCKER_RPM_KEY_FINGERPRINT,
+    };
+    super::steps::from_template("bootstrap", template, &context)
 }
 
 #[cfg(test)]
@@ -68,10 +94,22 @@ mod tests {
         let p = plan(&alma, &[]).unwrap();
         assert_eq!(
             names(&p),
-            ["cloud-init", "packages", "perf-event-paranoid", "chronyd", "cpufreq-dt", "governor-performance"]
+            [
+                "cloud-init",
+                "docker-repo",
+                "packages",
+                "perf-event-paranoid",
+                "chronyd",
+                "docker",
+                "cpufreq-dt",
+                "governor-performance"
+            ]
         );
         let pk = p.step("packages").unwrap();
-        assert_eq!(pk.run, "dnf -y -q install git curl vim-enhanced jq kernel-tools perf stress-ng chrony podman");
+        assert_eq!(
+            pk.run,
+            "dnf -y -q install git curl vim-enhanced jq kernel-tools perf stress-ng chrony docker-ce docker-ce-cli containerd.io"
+        );
         assert!(p.step("governor-performance").unwrap().skip_note.as_ref().unwrap().contains("no cpufreq driver"));
 
         let mut deb = alma.clone();
@@ -80,10 +118,107 @@ mod tests {
         let p = plan(&deb, &["htop".into()]).unwrap();
         assert_eq!(
             names(&p),
-            ["cloud-init", "dpkg-recover", "packages", "perf-event-paranoid", "chrony", "governor-performance"]
+            [
+                "cloud-init",
+                "dpkg-recover",
+                "packages",
+                "perf-event-paranoid",
+                "chrony",
+                "docker",
+                "governor-performance"
+            ]
         );
-        assert!(p.step("packages").unwrap().run.ends_with("linux-cpupower linux-perf stress-ng chrony podman htop"));
+        assert!(p.step("packages").unwrap().run.ends_with("linux-cpupower linux-perf stress-ng chrony docker.io htop"));
         assert!(p.step("perf-event-paranoid").unwrap().run.contains("kernel.perf_event_paranoid = 1"));
+    }
+
+    /// Each runtime brings its packages and, with a daemon, the step that enables it; Docker CE on
+    /// dnf guests comes from Docker's repository with its key pinned (untested here: no dnf guest
+    /// and no route to Docker's servers, so its steps are compared with a reviewed golden file).
+    #[test]
+    fn the_container_runtime_brings_its_packages_and_steps() {
+        let mut p = profile::load("almalinux-9-x86_64", None).unwrap();
+        for (family, runtime, packages, steps) in [
+            (GuestFamily::Apt, ContainerRuntime::Docker, "docker.io", vec!["docker"]),
+            (GuestFamily::Apt, ContainerRuntime::Podman, "podman", vec![]),
+            (GuestFamily::Apt, ContainerRuntime::None, "chrony", vec![]),
+            (
+                GuestFamily::Dnf,
+                ContainerRuntime::Docker,
+                "docker-ce docker-ce-cli containerd.io",
+                vec!["docker-repo", "docker"],
+            ),
+            (GuestFamily::Dnf, ContainerRuntime::Podman, "podman", vec![]),
+            (GuestFamily::Dnf, ContainerRuntime::None, "chrony", vec![]),
+        ] {
+            p.guest_family = family;
+            p.container_runtime = runtime;
+            let plan = plan(&p, &[]).unwrap();
+            assert!(plan.step("packages").unwrap().run.ends_with(&format!(" {packages}")), "{family:?} {runtime:?}");
+            let docker: Vec<_> = names(&plan).into_iter().filter(|n| n.starts_with("docker")).collect();
+            assert_eq!(docker, steps, "{family:?} {runtime:?}");
+        }
+        p.guest_family = GuestFamily::Dnf;
+        p.container_runtime = ContainerRuntime::Docker;
+        let plan = plan(&p, &[]).unwrap();
+        let repo = plan.step("docker-repo").unwrap();
+        assert!(repo.check.as_deref().unwrap().contains("rpm -q gpg-pubkey-621e9f35"), "{repo:?}");
+        assert!(repo.run.contains("--proto '=https'") && repo.run.contains(DOCKER_RPM_KEY_FINGERPRINT));
+        let got = serde_yaml::to_string(&plan.steps).unwrap();
+        let file = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/bootstrap-dnf-docker.yaml");
+        if std::env::var_os("UPDATE_GOLDEN").is_some() {
+            std::fs::write(&file, &got).unwrap();
+        }
+        let want = std::fs::read_to_string(&file).unwrap();
+        assert_eq!(
+            got,
+            want,
+            "the dnf+docker bootstrap changed; if intended, UPDATE_GOLDEN=1 and review {}",
+            file.display()
+        );
+    }
+
+    /// The docker-repo step's key check, run by sh on keys gpg makes here: the pinned fingerprint
+    /// alone passes, another key or a second key beside it does not, and nothing is imported then.
+    #[test]
+    fn the_docker_key_check_takes_the_pinned_key_alone() {
+        let mut p = profile::load("almalinux-9-x86_64", None).unwrap();
+        p.container_runtime = ContainerRuntime::Docker;
+        let run = plan(&p, &[]).unwrap().step("docker-repo").unwrap().run.clone();
+        let line = run.lines().find(|l| l.starts_with("fpr=$(gpg")).unwrap();
+        if std::process::Command::new("gpg").arg("--version").output().is_err() {
+            eprintln!("SKIPPED: no gpg on this host");
+            return;
+        }
+        let home = tempfile::tempdir().unwrap();
+        let gpg = |args: &[&str]| {
+            let o = std::process::Command::new("gpg")
+                .arg("--homedir")
+                .arg(home.path())
+                .args(["--batch", "--pinentry-mode", "loopback", "--passphrase", ""])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+            o.stdout
+        };
+        gpg(&["--quick-gen-key", "one@example.invalid", "ed25519", "sign", "never"]);
+        gpg(&["--quick-gen-key", "two@example.invalid", "ed25519", "sign", "never"]);
+        let dir = tempfile::tempdir().unwrap();
+        let fingerprint_of = |keyfile: &std::path::Path| {
+            let script = format!("key={}\n{line}\necho \"$fpr\"", keyfile.display()).replace("$key.part", "$key");
+            let o = std::process::Command::new("sh").args(["-c", &script]).output().unwrap();
+            String::from_utf8_lossy(&o.stdout).trim().to_string()
+        };
+        let one = dir.path().join("one.gpg");
+        std::fs::write(&one, gpg(&["--export", "one@example.invalid"])).unwrap();
+        let both = dir.path().join("both.gpg");
+        std::fs::write(&both, gpg(&["--export", "one@example.invalid", "two@example.invalid"])).unwrap();
+        let listed = String::from_utf8(gpg(&["--with-colons", "--list-keys", "one@example.invalid"])).unwrap();
+        let real = listed.lines().find(|l| l.starts_with("fpr:")).unwrap().split(':').nth(9).unwrap().to_string();
+        assert_eq!(fingerprint_of(&one), real, "one key: its primary fingerprint");
+        assert_eq!(fingerprint_of(&both), "", "two keys: no single fingerprint, so no match");
+        assert_ne!(real, DOCKER_RPM_KEY_FINGERPRINT);
     }
 
     #[test]
@@ -108,8 +243,9 @@ mod tests {
         deb.guest_family = GuestFamily::Apt;
         let p = plan(&deb, &[]).unwrap();
         let check = p.step("packages").unwrap().check.clone().unwrap();
-        let list = format!("want='{}'", base_packages(GuestFamily::Apt).join(" "));
-        assert!(check.contains(&list), "{check}");
+        let start = check.find("want='").unwrap();
+        let list = check[start..check[start + 6..].find('\'').unwrap() + start + 7].to_string();
+        assert!(list.contains(" chrony docker.io'"), "{list}");
         let sh = |script: &str| std::process::Command::new("sh").args(["-c", script]).output().unwrap();
         let listed = sh("dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n'");
         let listed = String::from_utf8_lossy(&listed.stdout).into_owned();

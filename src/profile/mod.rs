@@ -57,6 +57,27 @@ pub enum GuestFamily {
     Apt,
 }
 
+/// The container runtime the bootstrap installs and enables in the guest.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerRuntime {
+    /// Docker: Debian's `docker.io` on apt guests, Docker CE from Docker's repository on dnf.
+    #[default]
+    Docker,
+    Podman,
+    None,
+}
+
+impl ContainerRuntime {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainerRuntime::Docker => "docker",
+            ContainerRuntime::Podman => "podman",
+            ContainerRuntime::None => "none",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum Firmware {
@@ -172,6 +193,9 @@ pub struct Profile {
     #[serde(default = "default_seed")]
     pub seed: SeedAttachment,
     pub guest_family: GuestFamily,
+    /// The container runtime the bootstrap installs (docker, podman or none).
+    #[serde(default)]
+    pub container_runtime: ContainerRuntime,
     /// Extra packages `sysmonvm bootstrap` installs on top of its baseline.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub packages: Vec<String>,

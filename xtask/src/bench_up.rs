@@ -182,9 +182,9 @@ fn measure(b: &mut Bench, root: &Path, rounds: usize) -> Result<()> {
     }
     let base = median(baseline.clone());
     println!(
-        "| on the running, provisioned Debian 12 test guest (tcg), median of {rounds} | seconds | × `ssh true` | SSH logins | KB into the guest |"
+        "| on the running, provisioned Debian 12 test guest (tcg), median of {rounds} | seconds | × `ssh true` | SSH logins |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|");
     println!("| `ssh -o BatchMode=yes … true` (baseline) | {base:.2} | 1.00 | 1 | |");
     for (i, (label, _)) in commands.iter().enumerate() {
         let m = median(times[i].clone());

@@ -13,7 +13,8 @@ use std::process::Command;
 
 pub const RECIPE: &str = include_str!("../guest-image.sh");
 /// What the guest carries: cloud-init, sshd, the guest agent, the frequency tools validate uses as
-/// references, stress-ng, and podman for containers (images are made locally, never pulled).
+/// references, stress-ng, and podman for containers (images are made locally, never pulled); the
+/// x86_64 guest also Docker (its profile's runtime, see [`GuestArch::container_runtime`]).
 pub const PACKAGES: &[&str] = &[
     "systemd-sysv",
     "udev",
@@ -74,8 +75,17 @@ impl GuestArch {
     /// systemd-boot (the host's systemd-boot-efi has only the x86_64 loader).
     fn extra_packages(self) -> &'static [&'static str] {
         match self {
-            GuestArch::X86_64 => &["linux-image-cloud-amd64"],
+            GuestArch::X86_64 => &["linux-image-cloud-amd64", "docker.io"],
             GuestArch::Aarch64 => &["linux-image-arm64", "systemd-boot-efi"],
+        }
+    }
+    /// The profile's `container_runtime`: Docker, as AlmaLinux's profiles have it, on the x86_64
+    /// guest, where the e2e runs the container steps; podman on arm64, whose image is built under
+    /// qemu-user within CI's 20-minute allowance and whose e2e runs the short path.
+    pub fn container_runtime(self) -> &'static str {
+        match self {
+            GuestArch::X86_64 => "docker",
+            GuestArch::Aarch64 => "podman",
         }
     }
     pub fn packages(self) -> Vec<&'static str> {
@@ -245,6 +255,7 @@ pub fn profile_yaml(port: u16, b: &Built) -> String {
         "  - guest: 50110".into(),
         "seed: virtio".into(),
         "guest_family: apt".into(),
+        format!("container_runtime: {}", b.arch.container_runtime()),
         "collector:".into(),
         "  port: 9105".into(),
         "  interval: 1s".into(),
