@@ -812,6 +812,20 @@ pub fn run(args: &[String]) -> Result<()> {
             let _ = r.sysmonvm(&["collector", "install", name]);
         });
 
+        r.independent("collector image: built by the guest's Docker from what sysmonvm sent, nothing pulled; its container answers; again, nothing is built", |r| {
+            let v = r.must(&["collector", "image", name])?;
+            ensure!(v["built"] == true && v["image"] == "sysmon-collector:latest", "{v}");
+            let snap = r.guest("sudo docker run --rm --network none sysmon-collector:latest snapshot --json --interval 200ms")?;
+            let snap: Value = serde_json::from_str(&snap).context("the container's snapshot")?;
+            ensure!(snap["cpus"].as_array().is_some_and(|c| !c.is_empty()), "the container saw no CPUs: {snap}");
+            let images = r.guest("sudo docker image ls --format '{{.Repository}}:{{.Tag}}'")?;
+            ensure!(images.trim() == "sysmon-collector:latest", "images in the guest: {images:?}");
+            let again = r.must(&["collector", "image", name])?;
+            ensure!(again["built"] == false && changed(&again["run"]).is_empty(), "the second run did something: {again}");
+            ensure!(again["run"]["sent"].is_null(), "the second run sent files: {again}");
+            Ok(())
+        });
+
         r.independent("fault: a collector that won't start", |r| {
             let bad = r.ws.join("bad-listen.json");
             std::fs::write(&bad, r#"{"listen_addr": "192.0.2.1:9105"}"#)?;

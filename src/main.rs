@@ -235,6 +235,19 @@ pub enum CollectorCommand {
     },
     /// Upload the binary, config and systemd unit; (re)start the service and wait until it answers.
     Install(InstallArgs),
+    /// Build the collector's OCI image (FROM scratch: the static binary and a config) in the
+    /// guest's Docker, from files sysmonvm sends; nothing is pulled.
+    Image {
+        name: Option<String>,
+        /// The collector binary [default: the one staged by `collector build`, else built from a checkout].
+        #[arg(long, value_name = "FILE")]
+        binary: Option<PathBuf>,
+        /// Checkout to build the collector from [env: SYSMONVM_SOURCE].
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
+        #[arg(long, short)]
+        verbose: bool,
+    },
     /// The service's state, version and restarts, and whether the host forward answers.
     Status { name: Option<String> },
     /// The service's journal.

@@ -1,11 +1,11 @@
-//! `bootstrap` and `collector build|install|status|logs|uninstall`.
+//! `bootstrap` and `collector build|install|image|status|logs|uninstall`.
 
 use super::render::{Terminal, block_on, print_json, safe, safe_line};
 use crate::{BootstrapArgs, CollectorCommand};
 use std::io::Write;
 use sysmonvm::exit;
 use sysmonvm::ops::provision::{
-    self, BootstrapRequest, BuildRequest, InstallRequest, LogsRequest, StatusRequest, UninstallRequest,
+    self, BootstrapRequest, BuildRequest, ImageRequest, InstallRequest, LogsRequest, StatusRequest, UninstallRequest,
 };
 use sysmonvm::workspace::Workspace;
 
@@ -49,6 +49,15 @@ pub fn run(ws: &Workspace, cmd: CollectorCommand, json: bool) -> crate::Exit {
             } else if let Some(check) = &r.serviceradar_check {
                 // The one line to paste into ServiceRadar's agent config (its checks list).
                 println!("{}", serde_json::to_string(check)?);
+            }
+        }
+        CollectorCommand::Image { name, binary, source, verbose } => {
+            let sink = Terminal::new(json, verbose);
+            let r = block_on(provision::collector_image(ws, &ImageRequest { name, binary, source }, &sink))??;
+            if json {
+                print_json(&r)?;
+            } else {
+                println!("{} (content sha256 {})", r.image, r.content_sha256);
             }
         }
         CollectorCommand::Status { name } => {

@@ -8,7 +8,7 @@ use crate::guest::command::{self, GuestCommand};
 use crate::guest::runner::{self, RunReport};
 use crate::guest::steps::Plan;
 use crate::guest::systemd::ActiveState;
-use crate::guest::{bootstrap as bootstrap_plan, collector};
+use crate::guest::{bootstrap as bootstrap_plan, collector, collector_image};
 use crate::ssh::{ExecDeadline, ExecOptions, SshSession};
 use crate::vm::{self, VmState};
 use crate::workspace::Workspace;
@@ -652,6 +652,77 @@ pub async fn collector_logs(ws: &Workspace, req: &LogsRequest, mut out: impl FnM
 #[derive(Debug, Clone, Default)]
 pub struct UninstallRequest {
     pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ImageRequest {
+    pub name: Option<String>,
+    /// The collector binary [default: the staged one, else built from a checkout].
+    pub binary: Option<PathBuf>,
+    /// The checkout to build from.
+    pub source: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageReport {
+    pub vm: String,
+    /// The image's name in the guest's Docker.
+    pub image: String,
+    /// The label the image carries: the hash of the binary, config and Containerfile.
+    pub content_sha256: String,
+    pub binary: PathBuf,
+    pub binary_sha256: String,
+    /// The config baked into the image.
+    pub config: serde_json::Value,
+    /// Whether the image was built (false: the guest had it with this content already).
+    pub built: bool,
+    pub run: RunReport,
+}
+
+/// Builds the collector's OCI image in a running VM's Docker (`FROM scratch`, the static binary
+/// and a config listening on the container's every address), with no registry.
+pub async fn collector_image(ws: &Workspace, req: &ImageRequest, sink: &dyn Sink) -> Result<ImageReport> {
+    let name = super::pick_vm(ws, req.name.as_deref())?;
+    let _lock = super::lock_vm(ws, &name, sink).await?;
+    let paths = ws.vm(&name)?;
+    let state = vm::load_state(&paths)?;
+    let target = collector::target(state.profile.arch);
+    let install = InstallRequest { binary: req.binary.clone(), source: req.source.clone(), ..Default::default() };
+    let binary = collector_binary(ws, target, &install, sink)?;
+    let bytes = std::fs::read(&binary).map_err(OpError::io(format!("reading {}", binary.display())))?;
+    let binary_sha256 = sha256_hex(&bytes);
+    let profile = &state.profile;
+    let config_text = collector::config_json(&collector::ConfigInput {
+        listen: format!("0.0.0.0:{}", profile.collector.port),
+        grpc_listen: collector::grpc_listen(profile),
+        interval: profile.collector.interval.clone(),
+        vm_id: name.clone(),
+        ..Default::default()
+    });
+    let config = serde_json::from_str(&config_text).expect("config_json writes JSON");
+    let (plan, uploads, content_sha256) =
+        collector_image::plan(collector_image::ImageInputs { binary: bytes, config_text })?;
+    let (state, session) = vm::connect(ws, &paths).await?;
+    let r = runner::run(&session, &plan, &uploads, state.profile.ssh.is_root(), |e| sink.emit(from_runner(e))).await;
+    session.close().await;
+    let run =
+        r.map_err(|source| OpError::Guest { vm: name.clone(), step: "collector image", source: Box::new(source) })?;
+    let built = run.steps.iter().any(|s| s.name == "image" && s.outcome == crate::guest::steps::Outcome::Changed);
+    sink.info(format!(
+        "{} in VM {name}: {}",
+        collector_image::IMAGE,
+        if built { "built" } else { "already built from these files" }
+    ));
+    Ok(ImageReport {
+        vm: name,
+        image: collector_image::IMAGE.into(),
+        content_sha256,
+        binary,
+        binary_sha256,
+        config,
+        built,
+        run,
+    })
 }
 
 pub async fn collector_uninstall(ws: &Workspace, req: &UninstallRequest, sink: &dyn Sink) -> Result<RunReport> {

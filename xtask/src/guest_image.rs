@@ -75,7 +75,7 @@ impl GuestArch {
     /// systemd-boot (the host's systemd-boot-efi has only the x86_64 loader).
     fn extra_packages(self) -> &'static [&'static str] {
         match self {
-            GuestArch::X86_64 => &["linux-image-cloud-amd64", "docker.io"],
+            GuestArch::X86_64 => &["linux-image-cloud-amd64", "docker.io", "apparmor"],
             GuestArch::Aarch64 => &["linux-image-arm64", "systemd-boot-efi"],
         }
     }
