@@ -187,6 +187,43 @@ mod tests {
         );
     }
 
+    /// The same awk on a status file that holds the states a host rarely has: held, removed with
+    /// its config left, half-installed, unpacked, and one package on two architectures.
+    #[test]
+    fn the_apt_packages_check_reads_every_dpkg_state() {
+        let status = "Package: p-ii\nStatus: install ok installed\nArchitecture: amd64\n\n\
+                      Package: p-hi\nStatus: hold ok installed\nArchitecture: amd64\n\n\
+                      Package: p-rc\nStatus: deinstall ok config-files\nArchitecture: amd64\n\n\
+                      Package: p-half\nStatus: install reinstreq half-installed\nArchitecture: amd64\n\n\
+                      Package: p-unpacked\nStatus: install ok unpacked\nArchitecture: amd64\n\n\
+                      Package: p-ma\nStatus: install ok installed\nArchitecture: amd64\nMulti-Arch: same\n\n\
+                      Package: p-ma\nArchitecture: i386\nStatus: deinstall ok config-files\nMulti-Arch: same\n";
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("status");
+        std::fs::write(&file, status).unwrap();
+        let mut deb = profile::load("almalinux-9-x86_64", None).unwrap();
+        deb.guest_family = GuestFamily::Apt;
+        let check = plan(&deb, &[]).unwrap().step("packages").unwrap().check.clone().unwrap();
+        let start = check.find("want='").unwrap();
+        let list = &check[start..check[start + 6..].find('\'').unwrap() + start + 7];
+        for (names, installed) in [
+            ("p-ii", true),
+            ("p-hi", true),
+            ("p-ii p-hi p-ma p-ma:amd64", true),
+            ("p-rc", false),
+            ("p-half", false),
+            ("p-unpacked", false),
+            ("p-ma:i386", false),
+            ("p-ii nosuch", false),
+        ] {
+            let script = check
+                .replace(list, &format!("want='{names}'"))
+                .replace("/var/lib/dpkg/status", &file.display().to_string());
+            let ok = std::process::Command::new("sh").args(["-c", &script]).status().unwrap().success();
+            assert_eq!(ok, installed, "{names}");
+        }
+    }
+
     /// The docker-repo step's key filter, run by sh on keys gpg makes here, with the pinned
     /// fingerprint swapped for one of them: that key alone leaves a file that also holds another,
     /// and a file without it leaves nothing.
