@@ -836,6 +836,24 @@ pub fn run(args: &[String]) -> Result<()> {
             Ok(())
         });
 
+        r.independent("the collector in each mode (container, container-sys-ro, privileged, native) answers through the forward; back to native, no container is left", |r| {
+            for mode in ["container", "container-sys-ro", "privileged", "native"] {
+                let v = r.must(&["collector", "install", name, "--mode", mode])?;
+                ensure!(v["mode"] == mode && v["answers_via_forward"] == true, "mode {mode}: {v}");
+                let snap: Value = serde_json::from_str(&http_get(&format!("http://{forward}/v1/snapshot"))?)?;
+                ensure!(snap["cpus"].as_array().is_some_and(|c| c.len() == vcpus), "mode {mode}: {}", snap["cpus"]);
+                let running = r.guest("sudo docker ps --format '{{.Names}}'")?;
+                let expect = if mode == "native" { "" } else { "sysmon-collector" };
+                ensure!(running.trim() == expect, "mode {mode}: containers running: {running:?}");
+                let again = r.must(&["collector", "install", name])?;
+                ensure!(again["mode"] == mode && changed(&again["run"]).is_empty(), "mode {mode} again: {again}");
+            }
+            Ok(())
+        });
+        r.if_failed(|r| {
+            let _ = r.sysmonvm(&["collector", "install", name, "--mode", "native"]);
+        });
+
         r.independent("fault: a collector that won't start", |r| {
             let bad = r.ws.join("bad-listen.json");
             std::fs::write(&bad, r#"{"listen_addr": "192.0.2.1:9105"}"#)?;

@@ -214,6 +214,12 @@ pub struct InstallArgs {
     /// Print every step's output.
     #[arg(long, short)]
     pub verbose: bool,
+    /// native (a systemd service), or the image `collector image` builds run as a container:
+    /// container (plain), container-sys-ro (/sys/devices/system/cpu and the cgroup tree
+    /// read-only, the host's /proc at /host/proc), privileged (--privileged --pid=host)
+    /// [default: the mode of the last install, else native].
+    #[arg(long, value_parser = parse_mode)]
+    pub mode: Option<sysmonvm::guest::collector_mode::CollectorMode>,
 }
 
 #[derive(Subcommand)]
@@ -272,6 +278,15 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 
 pub fn parse_accel(s: &str) -> Result<Accel, String> {
     sysmonvm::qemu::accel::parse_accel(s).ok_or_else(|| format!("{s:?}: use auto, hvf, kvm or tcg"))
+}
+
+/// `collector install --mode`.
+fn parse_mode(s: &str) -> Result<sysmonvm::guest::collector_mode::CollectorMode, String> {
+    use sysmonvm::guest::collector_mode::CollectorMode;
+    CollectorMode::parse(s).ok_or_else(|| {
+        let all: Vec<_> = CollectorMode::ALL.iter().map(|m| m.as_str()).collect();
+        format!("{s:?} is not a mode: one of {}", all.join(", "))
+    })
 }
 
 /// `collector build --target`: a musl triple, as the guest arch it builds for.

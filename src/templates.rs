@@ -17,6 +17,10 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("cpufreq.steps.j2", include_str!("../templates/guest/cpufreq.steps.j2")),
     ("container-runtime.steps.j2", include_str!("../templates/guest/container-runtime.steps.j2")),
     ("collector-install.steps.j2", include_str!("../templates/guest/collector-install.steps.j2")),
+    (
+        "serviceradar-sysmon-vm.container.service.j2",
+        include_str!("../templates/systemd/serviceradar-sysmon-vm.container.service.j2"),
+    ),
     ("collector-image.steps.j2", include_str!("../templates/guest/collector-image.steps.j2")),
     ("sysmon-collector.Containerfile.j2", include_str!("../templates/guest/sysmon-collector.Containerfile.j2")),
     ("collector-uninstall.steps.j2", include_str!("../templates/guest/collector-uninstall.steps.j2")),

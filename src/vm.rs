@@ -100,6 +100,9 @@ pub struct VmState {
     /// configures it without probing, and its plan's first step checks the guest still has it.
     #[serde(default)]
     pub guest_address: Option<std::net::Ipv4Addr>,
+    /// How the last collector install runs the collector; the next install keeps it unless told.
+    #[serde(default)]
+    pub collector_mode: crate::guest::collector_mode::CollectorMode,
 }
 
 pub fn load_state(vm: &VmPaths) -> Result<VmState, VmError> {
@@ -232,6 +235,7 @@ pub fn create(ws: &Workspace, name: &str, p: &Profile, image: &FetchedImage) -> 
         ssh_port: None,
         forwards: Vec::new(),
         guest_address: None,
+        collector_mode: Default::default(),
     };
     // state.json last: its presence means the VM is complete.
     save_state(&vm, &state)?;
@@ -980,6 +984,7 @@ mod tests {
             ssh_port: Some(2200),
             forwards: vec![],
             guest_address: None,
+            collector_mode: Default::default(),
         };
         let a = openssh_argv(&ws, &vm, &state, 2200, &["uname".into(), "-a".into()]);
         let l = a.iter().position(|x| x == "-l").unwrap();

@@ -291,6 +291,7 @@ async fn vm_status_ends_when_the_agent_answers_the_sync_with_the_wrong_id_every_
             ssh_port: None,
             forwards: Vec::new(),
             guest_address: None,
+            collector_mode: Default::default(),
         },
     )
     .unwrap();

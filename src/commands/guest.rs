@@ -41,6 +41,7 @@ pub fn run(ws: &Workspace, cmd: CollectorCommand, json: bool) -> crate::Exit {
                 source: a.source,
                 serviceradar: a.serviceradar,
                 certs: a.certs,
+                mode: a.mode,
                 ..Default::default()
             };
             let r = block_on(provision::collector_install(ws, &req, &sink))??;

@@ -197,6 +197,11 @@ pub struct InstallInputs {
     /// The host checks `/healthz` through its forward after the run, so an unchanged run need not
     /// ask from inside the guest too (under TCG a curl is a tenth of a second).
     pub health_via_forward: bool,
+    /// How the collector runs: natively, or as a container of the image (then `config_text` is
+    /// the image's config, listening on every address of the container).
+    pub mode: super::collector_mode::CollectorMode,
+    /// The gRPC port the container publishes (container modes).
+    pub grpc_port: u16,
 }
 
 #[derive(Serialize)]
@@ -214,6 +219,12 @@ struct Names<'a> {
     cert_dir: &'a str,
     address: String,
     health_via_forward: bool,
+    /// A container mode: the image steps and the container unit instead of the native files.
+    container: bool,
+    container_name: &'a str,
+    /// The image steps' values (container modes only).
+    #[serde(flatten)]
+    image: Option<super::collector_image::ImageContext>,
 }
 
 fn names(listen: &str) -> Names<'_> {
@@ -231,6 +242,9 @@ fn names(listen: &str) -> Names<'_> {
         cert_dir: CERT_DIR,
         address: String::new(),
         health_via_forward: false,
+        container: false,
+        container_name: super::collector_mode::CONTAINER,
+        image: None,
     }
 }
 
@@ -246,11 +260,20 @@ pub struct Certs {
 /// (verbatim when `config_text` is given), the unit and the tmpfiles rule; and ServiceRadar's
 /// certificates when given.
 pub fn install(inputs: InstallInputs) -> Result<(Plan, Vec<Upload>), PlanError> {
-    let InstallInputs { binary, config_text, address, listen, certs, health_via_forward } = inputs;
+    let InstallInputs { binary, config_text, address, listen, certs, health_via_forward, mode, grpc_port } = inputs;
     let mut n = names(&listen);
     n.certs = certs.is_some();
     n.address = address.to_string();
     n.health_via_forward = health_via_forward;
+    if mode.is_container() {
+        if certs.is_some() {
+            return Err(PlanError::Input(format!(
+                "--certs is for the native service; mode {} runs the image, whose config has no mTLS",
+                mode.as_str()
+            )));
+        }
+        return install_container(n, mode, binary, config_text, grpc_port);
+    }
     let plan = super::steps::from_template("collector-install", "collector-install.steps.j2", &n)?;
     let unit = crate::templates::render("serviceradar-sysmon-vm.service.j2", &n)?;
     let tmpfiles = crate::templates::render("sysmon-vm.tmpfiles.j2", &n)?;
@@ -273,6 +296,40 @@ pub fn install(inputs: InstallInputs) -> Result<(Plan, Vec<Upload>), PlanError> 
         uploads.push(up("cert-checkers.pem", c.cert, 0o644, cert));
         uploads.push(up("cert-checkers-key.pem", c.key, 0o600, key));
     }
+    Ok((plan, uploads))
+}
+
+/// The install plan of a container mode: the image steps, the container unit, enable, restart,
+/// answers; the files are the image's and the unit.
+fn install_container(
+    mut n: Names<'_>,
+    mode: super::collector_mode::CollectorMode,
+    binary: Vec<u8>,
+    config_text: String,
+    grpc_port: u16,
+) -> Result<(Plan, Vec<Upload>), PlanError> {
+    use super::collector_image::{self, IMAGE, ImageInputs};
+    let (mut uploads, image) = collector_image::files(ImageInputs { binary, config_text })?;
+    n.container = true;
+    n.image = Some(image);
+    let plan = super::steps::from_template("collector-install", "collector-install.steps.j2", &n)?;
+    let args = mode.docker_run_args(IMAGE, n.listen, grpc_port, CONFIG);
+    // systemd splits ExecStart at white space; every argument is a fixed word or an address.
+    if let Some(bad) =
+        args.iter().find(|a| a.is_empty() || a.chars().any(|c| c.is_whitespace() || c == '"' || c == '\''))
+    {
+        return Err(PlanError::Input(format!("a docker argument systemd would split: {bad:?}")));
+    }
+    let unit = crate::templates::render(
+        "serviceradar-sysmon-vm.container.service.j2",
+        &serde_json::json!({"mode": mode.as_str(), "container": super::collector_mode::CONTAINER, "docker_args": args.join(" ")}),
+    )?;
+    uploads.push(Upload {
+        path: format!("{STAGE_DIR}/{UNIT}"),
+        bytes: unit.into_bytes(),
+        mode: 0o644,
+        installed: Some(format!("/etc/systemd/system/{UNIT}")),
+    });
     Ok((plan, uploads))
 }
 
@@ -403,8 +460,11 @@ mod tests {
             listen: "10.0.2.15:9105".into(),
             certs,
             health_via_forward,
+            mode: Default::default(),
+            grpc_port: 50110,
         };
-        let (plan, uploads) = install(inputs(Some(certs), false)).unwrap();
+        let certs_again = || certs.clone();
+        let (plan, uploads) = install(inputs(Some(certs.clone()), false)).unwrap();
         let names: Vec<_> = plan.steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names[..5], [ADDRESS_STEP, "user", "binary", "certificates", "config"]);
         assert!(plan.step(ADDRESS_STEP).unwrap().check.as_deref().unwrap().contains("' inet 10.0.2.15/'"));
@@ -424,7 +484,18 @@ mod tests {
         let names: Vec<_> = plan.steps.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(
             names,
-            [ADDRESS_STEP, "user", "binary", "config", "cpufreq-read-access", "unit", "enable", "restart", "answers"]
+            [
+                ADDRESS_STEP,
+                "user",
+                "binary",
+                "config",
+                "cpufreq-read-access",
+                "unit",
+                "no-container",
+                "enable",
+                "restart",
+                "answers"
+            ]
         );
         assert!(plan.step("answers").unwrap().run.contains("http://10.0.2.15:9105/healthz"));
         let unit = String::from_utf8(uploads.iter().find(|u| u.path.ends_with(UNIT)).unwrap().bytes.clone()).unwrap();
@@ -440,6 +511,28 @@ mod tests {
         ));
         assert!(unit.contains("Restart=on-failure\n"));
         assert!(plan.script("0123456789abcdef").is_ok());
+        // Native removes a container an earlier mode left, after its own unit is in place.
+        let names: Vec<_> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names[names.len() - 4..], ["no-container", "enable", "restart", "answers"]);
+
+        // A container mode: the image's steps and files and the container unit, no native files.
+        use super::super::collector_mode::CollectorMode;
+        let sys_ro = InstallInputs { mode: CollectorMode::ContainerSysRo, ..inputs(None, true) };
+        let (plan, uploads) = install(sys_ro).unwrap();
+        let names: Vec<_> = plan.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, [ADDRESS_STEP, "docker", "image", "unit", "enable", "restart", "answers"]);
+        let unit = String::from_utf8(uploads.iter().find(|u| u.path.ends_with(UNIT)).unwrap().bytes.clone()).unwrap();
+        assert!(unit.contains("Requires=docker.service\n"), "{unit}");
+        assert!(
+            unit.contains("ExecStart=/usr/bin/docker run --rm --name sysmon-collector --publish 10.0.2.15:9105:9105 --publish 50110:50110 --volume /sys/devices/system/cpu:/sys/devices/system/cpu:ro"),
+            "{unit}"
+        );
+        assert!(unit.contains("sysmon-collector:latest --config /etc/serviceradar/checkers/sysmon-vm.json serve --cgroupfs /host/sys/fs/cgroup\n"), "{unit}");
+        assert!(uploads.iter().any(|u| u.path.ends_with("sysmon-collector.Containerfile")));
+        assert!(!uploads.iter().any(|u| u.path.ends_with("sysmon-vm.tmpfiles")));
+        assert!(plan.script("0123456789abcdef").is_ok());
+        let with_certs = InstallInputs { mode: CollectorMode::Container, ..inputs(Some(certs_again()), true) };
+        assert!(install(with_certs).unwrap_err().to_string().contains("--certs is for the native service"));
         let u = uninstall().unwrap();
         assert_eq!(u.steps.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), ["stop", "files", "user"]);
     }

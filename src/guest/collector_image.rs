@@ -26,13 +26,15 @@ pub struct ImageInputs {
     pub config_text: String,
 }
 
-#[derive(Serialize)]
-struct Context<'a> {
-    image: &'a str,
-    label: &'a str,
-    content_sha256: &'a str,
-    stage: &'a str,
-    dir: &'a str,
+/// What the image steps (templates/guest/collector-image.steps.j2) are rendered with; the
+/// collector install's container modes include them too.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageContext {
+    pub image: &'static str,
+    pub label: &'static str,
+    pub content_sha256: String,
+    pub stage: &'static str,
+    pub dir: &'static str,
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
@@ -51,19 +53,18 @@ pub fn content_sha256(binary: &[u8], config: &[u8], containerfile: &[u8]) -> Str
     sha256_hex(joined.as_bytes())
 }
 
-/// The image plan, the files it may ask for, and the content hash the image will carry.
-pub fn plan(inputs: ImageInputs) -> Result<(Plan, Vec<Upload>, String), PlanError> {
+/// The files the image is built from (the binary at the service install's stage path, so a
+/// staged copy serves both) and what the image steps are rendered with.
+pub fn files(inputs: ImageInputs) -> Result<(Vec<Upload>, ImageContext), PlanError> {
     let containerfile = containerfile()?;
-    let content = content_sha256(&inputs.binary, inputs.config_text.as_bytes(), containerfile.as_bytes());
-    let context = Context {
+    let content_sha256 = content_sha256(&inputs.binary, inputs.config_text.as_bytes(), containerfile.as_bytes());
+    let context = ImageContext {
         image: IMAGE,
         label: CONTENT_LABEL,
-        content_sha256: &content,
+        content_sha256,
         stage: STAGE_DIR,
         dir: super::runner::GUEST_DIR,
     };
-    let plan = super::steps::from_template("collector-image", "collector-image.steps.j2", &context)?;
-    // The binary's stage path is the service install's: a staged copy serves both.
     let up = |name: &str, bytes: Vec<u8>| Upload {
         path: format!("{STAGE_DIR}/{name}"),
         bytes,
@@ -75,7 +76,14 @@ pub fn plan(inputs: ImageInputs) -> Result<(Plan, Vec<Upload>, String), PlanErro
         up("sysmon-vm.container.json", inputs.config_text.into_bytes()),
         up("sysmon-collector.Containerfile", containerfile.into_bytes()),
     ];
-    Ok((plan, uploads, content))
+    Ok((uploads, context))
+}
+
+/// The image plan, the files it may ask for, and the content hash the image will carry.
+pub fn plan(inputs: ImageInputs) -> Result<(Plan, Vec<Upload>, String), PlanError> {
+    let (uploads, context) = files(inputs)?;
+    let plan = super::steps::from_template("collector-image", "collector-image.steps.j2", &context)?;
+    Ok((plan, uploads, context.content_sha256))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@
 pub mod bootstrap;
 pub mod collector;
 pub mod collector_image;
+pub mod collector_mode;
 pub mod command;
 pub mod runner;
 pub mod steps;

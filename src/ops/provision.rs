@@ -4,6 +4,7 @@
 
 use super::events::{Event, Sink, from_runner};
 use super::{OpError, Result};
+use crate::guest::collector_mode::CollectorMode;
 use crate::guest::command::{self, GuestCommand};
 use crate::guest::runner::{self, RunReport};
 use crate::guest::steps::Plan;
@@ -56,10 +57,14 @@ pub struct InstallRequest {
     /// ServiceRadar's mTLS files (root.pem, checkers.pem, checkers-key.pem) for the gRPC
     /// endpoint; needs a collector built with feature `mtls`.
     pub certs: Option<PathBuf>,
+    /// How the collector runs; None: as the last install recorded (native at first).
+    pub mode: Option<CollectorMode>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct InstallReport {
+    /// How the collector runs: `native`, `container`, `container-sys-ro` or `privileged`.
+    pub mode: CollectorMode,
     pub target: String,
     pub binary: PathBuf,
     pub binary_sha256: String,
@@ -370,10 +375,12 @@ pub async fn provision_locked(
     .await;
     session.close().await;
     let (reports, listen, address) = result?;
-    if address.is_some() && address != state.guest_address {
+    let mode = what.collector.as_ref().map(|req| req.mode.unwrap_or(state.collector_mode));
+    if (address.is_some() && address != state.guest_address) || mode.is_some_and(|m| m != state.collector_mode) {
         // Under the caller's lock; a fresh read, so nothing else recorded meanwhile is lost.
         let mut fresh = vm::load_state(&paths)?;
-        fresh.guest_address = address;
+        fresh.guest_address = address.or(fresh.guest_address);
+        fresh.collector_mode = mode.unwrap_or(fresh.collector_mode);
         vm::save_state(&paths, &fresh)?;
     }
     let mut reports = reports.into_iter();
@@ -405,10 +412,14 @@ fn plans_for(
     }
     let mut listen = None;
     if let (Some((req, inputs)), Some(address)) = (collector_inputs, address) {
+        let mode = req.mode.unwrap_or(state.collector_mode);
         let l = collector::listen(&state.profile, &address.to_string());
+        // In a container the collector listens on the container's every address; the unit
+        // publishes the port on the guest's.
+        let inside = if mode.is_container() { format!("0.0.0.0:{}", state.profile.collector.port) } else { l.clone() };
         let config = inputs.config_file.clone().unwrap_or_else(|| {
             collector::config_json(&collector::ConfigInput {
-                listen: l.clone(),
+                listen: inside,
                 grpc_listen: collector::grpc_listen(&state.profile),
                 mtls: inputs.certs.is_some(),
                 interval: state.profile.collector.interval.clone(),
@@ -425,6 +436,8 @@ fn plans_for(
             listen: l.clone(),
             certs: inputs.certs.clone(),
             health_via_forward: vm::forwarded(state, state.profile.collector.port).is_some(),
+            mode,
+            grpc_port: state.profile.collector.grpc_port,
         })?;
         plans.push(plan);
         uploads.extend(files);
@@ -478,6 +491,7 @@ async fn installed(
         sink.info(format!("ServiceRadar agent check: {}", serde_json::to_string(c).unwrap_or_default()));
     }
     Ok(InstallReport {
+        mode: req.mode.unwrap_or(state.collector_mode),
         target: inputs.target.into(),
         binary: inputs.binary,
         binary_sha256: inputs.binary_sha256,

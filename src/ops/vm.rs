@@ -152,6 +152,7 @@ fn placeholder_state(name: &str, p: &Profile) -> VmState {
         ssh_port: None,
         forwards: Vec::new(),
         guest_address: None,
+        collector_mode: Default::default(),
     }
 }
 
