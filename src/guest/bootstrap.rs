@@ -90,6 +90,17 @@ mod tests {
         p.steps.iter().map(|s| s.name.as_str()).collect()
     }
 
+    /// The apt plan's packages check, and its `want='…'` list (for tests to swap for their own).
+    fn apt_packages_check() -> (String, String) {
+        let mut deb = profile::load("almalinux-9-x86_64", None).unwrap();
+        deb.guest_family = GuestFamily::Apt;
+        let check = plan(&deb, &[]).unwrap().step("packages").unwrap().check.clone().unwrap();
+        let start = check.find("want='").unwrap();
+        let end = start + 6 + check[start + 6..].find('\'').unwrap() + 1;
+        let list = check[start..end].to_string();
+        (check, list)
+    }
+
     #[test]
     fn dnf_on_aarch64_loads_cpufreq_dt_and_apt_on_x86_64_does_not() {
         let alma = profile::load("almalinux-9-aarch64", None).unwrap();
@@ -201,11 +212,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("status");
         std::fs::write(&file, status).unwrap();
-        let mut deb = profile::load("almalinux-9-x86_64", None).unwrap();
-        deb.guest_family = GuestFamily::Apt;
-        let check = plan(&deb, &[]).unwrap().step("packages").unwrap().check.clone().unwrap();
-        let start = check.find("want='").unwrap();
-        let list = &check[start..check[start + 6..].find('\'').unwrap() + start + 7];
+        let (check, list) = apt_packages_check();
         for (names, installed) in [
             ("p-ii", true),
             ("p-hi", true),
@@ -217,7 +224,7 @@ mod tests {
             ("p-ii nosuch", false),
         ] {
             let script = check
-                .replace(list, &format!("want='{names}'"))
+                .replace(&list, &format!("want='{names}'"))
                 .replace("/var/lib/dpkg/status", &file.display().to_string());
             let ok = std::process::Command::new("sh").args(["-c", &script]).status().unwrap().success();
             assert_eq!(ok, installed, "{names}");
@@ -306,12 +313,7 @@ mod tests {
             eprintln!("SKIPPED: no dpkg database on this host");
             return;
         }
-        let mut deb = profile::load("almalinux-9-x86_64", None).unwrap();
-        deb.guest_family = GuestFamily::Apt;
-        let p = plan(&deb, &[]).unwrap();
-        let check = p.step("packages").unwrap().check.clone().unwrap();
-        let start = check.find("want='").unwrap();
-        let list = check[start..check[start + 6..].find('\'').unwrap() + start + 7].to_string();
+        let (check, list) = apt_packages_check();
         assert!(list.contains(" chrony docker.io apparmor'"), "{list}");
         let sh = |script: &str| std::process::Command::new("sh").args(["-c", script]).output().unwrap();
         let listed = sh("dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n'");

@@ -308,12 +308,12 @@ fn install_container(
     config_text: String,
     grpc_port: u16,
 ) -> Result<(Plan, Vec<Upload>), PlanError> {
-    use super::collector_image::{self, IMAGE, ImageInputs};
+    use super::collector_image::{self, IMAGE, IMAGE_CONFIG, ImageInputs};
     let (mut uploads, image) = collector_image::files(ImageInputs { binary, config_text })?;
     n.container = true;
     n.image = Some(image);
     let plan = super::steps::from_template("collector-install", "collector-install.steps.j2", &n)?;
-    let args = mode.docker_run_args(IMAGE, n.listen, grpc_port, CONFIG);
+    let args = mode.docker_run_args(IMAGE, n.listen, grpc_port, IMAGE_CONFIG);
     // systemd splits ExecStart at white space; every argument is a fixed word or an address.
     if let Some(bad) =
         args.iter().find(|a| a.is_empty() || a.chars().any(|c| c.is_whitespace() || c == '"' || c == '\''))
@@ -340,6 +340,12 @@ pub fn uninstall() -> Result<Plan, PlanError> {
 /// The HTTP listen address for a profile given the guest's address.
 pub fn listen(profile: &Profile, guest_address: &str) -> String {
     format!("{guest_address}:{}", profile.collector.port)
+}
+
+/// The HTTP listen address inside a container: every address of the container on the profile's
+/// port (the unit publishes it on the guest's address).
+pub fn container_listen(profile: &Profile) -> String {
+    format!("0.0.0.0:{}", profile.collector.port)
 }
 
 /// The gRPC checker address: every address of the guest on the profile's gRPC port, as

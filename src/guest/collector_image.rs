@@ -6,7 +6,7 @@
 //! The image is named [`IMAGE`] and labelled [`CONTENT_LABEL`] with a hash of everything it is
 //! built from, so a second run compares that label and builds nothing when nothing differs.
 
-use super::runner::{STAGE_DIR, Upload};
+use super::runner::{STAGE_DIR, Upload, sha256_hex};
 use super::steps::{Plan, PlanError};
 use serde::Serialize;
 
@@ -35,10 +35,6 @@ pub struct ImageContext {
     pub content_sha256: String,
     pub stage: &'static str,
     pub dir: &'static str,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
 }
 
 /// The Containerfile: the binary and its config on an empty base, the service's command.

@@ -288,6 +288,12 @@ pub async fn run_with(
     Ok(reports.remove(0))
 }
 
+/// The sha256 of `bytes` in hex, as the script's `sha256sum` prints it: how files (and the
+/// collector image's content) are compared.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
+}
+
 /// The files of a run as the script knows them: stage path, sha256, size, id (the index), mode,
 /// and the installed path to hash up front (only a plain absolute path: sha256sum escapes other
 /// names in its output, and such a file is then hashed by its own check).
@@ -300,7 +306,7 @@ pub fn script_files(uploads: &[Upload]) -> Vec<ScriptFile> {
         .enumerate()
         .map(|(id, u)| ScriptFile {
             path: u.path.clone(),
-            sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&u.bytes)),
+            sha256: sha256_hex(&u.bytes),
             size: u.bytes.len(),
             id,
             mode: format!("{:o}", u.mode),
@@ -343,7 +349,7 @@ pub async fn run_plans(
     let nonce = steps::new_nonce().map_err(PlanError::Nonce)?;
     let script = steps::script(plans, &script_files(uploads), &nonce)?.into_bytes();
     let script_path = format!("{GUEST_DIR}/{title}.sh");
-    let sha = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&script));
+    let sha = sha256_hex(&script);
     let command = launch_command(&script_path, script.len(), &sha, as_root)?;
 
     let mut done: Vec<PlanProgress> = Vec::new();

@@ -6,7 +6,7 @@ use super::events::{Event, Sink, from_runner};
 use super::{OpError, Result};
 use crate::guest::collector_mode::CollectorMode;
 use crate::guest::command::{self, GuestCommand};
-use crate::guest::runner::{self, RunReport};
+use crate::guest::runner::{self, RunReport, sha256_hex};
 use crate::guest::steps::Plan;
 use crate::guest::systemd::ActiveState;
 use crate::guest::{bootstrap as bootstrap_plan, collector, collector_image};
@@ -61,6 +61,28 @@ pub struct InstallRequest {
     pub mode: Option<CollectorMode>,
 }
 
+impl InstallRequest {
+    /// The mode this install leaves the VM in: the request's, else the one `state` recorded.
+    fn mode_on(&self, state: &VmState) -> CollectorMode {
+        self.mode.unwrap_or(state.collector_mode)
+    }
+}
+
+/// The collector's config for VM `name` listening on `listen`, with the request's OTLP push and
+/// named cgroups (mTLS with `--certs`).
+fn config_for(state: &VmState, name: &str, listen: String, req: &InstallRequest) -> String {
+    collector::config_json(&collector::ConfigInput {
+        listen,
+        grpc_listen: collector::grpc_listen(&state.profile),
+        mtls: req.certs.is_some(),
+        interval: state.profile.collector.interval.clone(),
+        vm_id: name.to_string(),
+        otlp_endpoint: req.otlp_endpoint.clone(),
+        otlp_headers: req.otlp_headers.clone(),
+        cgroups: req.cgroups.clone(),
+    })
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct InstallReport {
     /// How the collector runs: `native`, `container`, `container-sys-ro` or `privileged`.
@@ -91,10 +113,6 @@ pub struct BuildReport {
     pub target: String,
     pub binary: PathBuf,
     pub sha256: String,
-}
-
-fn sha256_hex(bytes: &[u8]) -> String {
-    hex::encode(<sha2::Sha256 as sha2::Digest>::digest(bytes))
 }
 
 /// The binary to install for `target`: the request's, else the staged one, else built.
@@ -375,7 +393,7 @@ pub async fn provision_locked(
     .await;
     session.close().await;
     let (reports, listen, address) = result?;
-    let mode = what.collector.as_ref().map(|req| req.mode.unwrap_or(state.collector_mode));
+    let mode = what.collector.as_ref().map(|req| req.mode_on(&state));
     if (address.is_some() && address != state.guest_address) || mode.is_some_and(|m| m != state.collector_mode) {
         // Under the caller's lock; a fresh read, so nothing else recorded meanwhile is lost.
         let mut fresh = vm::load_state(&paths)?;
@@ -412,23 +430,12 @@ fn plans_for(
     }
     let mut listen = None;
     if let (Some((req, inputs)), Some(address)) = (collector_inputs, address) {
-        let mode = req.mode.unwrap_or(state.collector_mode);
+        let mode = req.mode_on(state);
         let l = collector::listen(&state.profile, &address.to_string());
         // In a container the collector listens on the container's every address; the unit
         // publishes the port on the guest's.
-        let inside = if mode.is_container() { format!("0.0.0.0:{}", state.profile.collector.port) } else { l.clone() };
-        let config = inputs.config_file.clone().unwrap_or_else(|| {
-            collector::config_json(&collector::ConfigInput {
-                listen: inside,
-                grpc_listen: collector::grpc_listen(&state.profile),
-                mtls: inputs.certs.is_some(),
-                interval: state.profile.collector.interval.clone(),
-                vm_id: name.to_string(),
-                otlp_endpoint: req.otlp_endpoint.clone(),
-                otlp_headers: req.otlp_headers.clone(),
-                cgroups: req.cgroups.clone(),
-            })
-        });
+        let inside = if mode.is_container() { collector::container_listen(&state.profile) } else { l.clone() };
+        let config = inputs.config_file.clone().unwrap_or_else(|| config_for(state, name, inside, req));
         let (plan, files) = collector::install(collector::InstallInputs {
             binary: inputs.bytes.clone(),
             config_text: config,
@@ -491,7 +498,7 @@ async fn installed(
         sink.info(format!("ServiceRadar agent check: {}", serde_json::to_string(c).unwrap_or_default()));
     }
     Ok(InstallReport {
-        mode: req.mode.unwrap_or(state.collector_mode),
+        mode: req.mode_on(state),
         target: inputs.target.into(),
         binary: inputs.binary,
         binary_sha256: inputs.binary_sha256,
@@ -705,14 +712,7 @@ pub async fn collector_image(ws: &Workspace, req: &ImageRequest, sink: &dyn Sink
     let binary = collector_binary(ws, target, &install, sink)?;
     let bytes = std::fs::read(&binary).map_err(OpError::io(format!("reading {}", binary.display())))?;
     let binary_sha256 = sha256_hex(&bytes);
-    let profile = &state.profile;
-    let config_text = collector::config_json(&collector::ConfigInput {
-        listen: format!("0.0.0.0:{}", profile.collector.port),
-        grpc_listen: collector::grpc_listen(profile),
-        interval: profile.collector.interval.clone(),
-        vm_id: name.clone(),
-        ..Default::default()
-    });
+    let config_text = config_for(&state, &name, collector::container_listen(&state.profile), &install);
     let config = serde_json::from_str(&config_text).expect("config_json writes JSON");
     let (plan, uploads, content_sha256) =
         collector_image::plan(collector_image::ImageInputs { binary: bytes, config_text })?;
