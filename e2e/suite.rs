@@ -842,6 +842,41 @@ pub fn run(args: &[String]) -> Result<()> {
                 ensure!(v["mode"] == mode && v["answers_via_forward"] == true, "mode {mode}: {v}");
                 let snap: Value = serde_json::from_str(&http_get(&format!("http://{forward}/v1/snapshot"))?)?;
                 ensure!(snap["cpus"].as_array().is_some_and(|c| c.len() == vcpus), "mode {mode}: {}", snap["cpus"]);
+                // What each mode sees, and that what it cannot see says so (collector_mode.rs's table).
+                let failing: Vec<&str> = snap["sources"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|s| s["success"] == false)
+                    .filter_map(|s| s["source"].as_str())
+                    .collect();
+                let says_container = |source: &str| {
+                    snap["warnings"].as_array().into_iter().flatten().any(|w| {
+                        w["subsystem"] == source && w["message"].as_str().is_some_and(|m| m.starts_with("in a container"))
+                    })
+                };
+                let interfaces: Vec<&str> =
+                    snap["networks"].as_array().into_iter().flatten().filter_map(|n| n["interface"].as_str()).collect();
+                match mode {
+                    "container" => {
+                        for source in ["network", "filesystems", "containers", "host"] {
+                            ensure!(failing.contains(&source) && says_container(source), "mode {mode}, {source}: {snap}");
+                        }
+                        ensure!(!interfaces.contains(&"docker0"), "the container's own netns: {interfaces:?}");
+                    }
+                    "container-sys-ro" => {
+                        // The host's network, cgroup tree (the collector's own container in it),
+                        // host name and os-release; not the host's mount points.
+                        ensure!(failing == ["filesystems"], "mode {mode}: failing {failing:?}: {}", snap["warnings"]);
+                        ensure!(interfaces.contains(&"docker0"), "mode {mode}: the host's netns: {interfaces:?}");
+                        ensure!(snap["containers"].as_array().is_some_and(|c| !c.is_empty()), "mode {mode}: {}", snap["containers"]);
+                        ensure!(snap["host"]["hostname"] == name && snap["host"]["os"].is_string(), "mode {mode}: {}", snap["host"]);
+                    }
+                    _ => {
+                        ensure!(failing.is_empty(), "mode {mode}: failing {failing:?}: {}", snap["warnings"]);
+                        ensure!(interfaces.contains(&"docker0") && snap["host"]["hostname"] == name, "mode {mode}: {snap}");
+                    }
+                }
                 let running = r.guest("sudo docker ps --format '{{.Names}}'")?;
                 let expect = if mode == "native" { "" } else { "sysmon-collector" };
                 ensure!(running.trim() == expect, "mode {mode}: containers running: {running:?}");

@@ -305,7 +305,7 @@ fn mutated_signatures_clearsigned_checksums_and_keys_never_panic_or_verify_what_
 /// fixture tree that has what a CI machine may lack (cpufreq policies, thermal zones, hwmon, a
 /// Docker scope on cgroup v2).
 fn real_snapshots() -> Vec<String> {
-    let mut live = Sampler::new(Roots::default(), SamplerOptions { perf: false, cgroups: vec![] });
+    let mut live = Sampler::new(Roots::default(), SamplerOptions { perf: false, cgroups: vec![], container: None });
     let first = live.sample();
     std::thread::sleep(Duration::from_millis(50));
     let second = live.sample();
@@ -343,7 +343,8 @@ fn real_snapshots() -> Vec<String> {
         let content = std::fs::read_to_string(e.path()).unwrap();
         put(&format!("sys/fs/cgroup/system.slice/docker-{id}.scope/{}", e.file_name().to_string_lossy()), &content);
     }
-    let mut tree = Sampler::new(Roots::under(dir.path()), SamplerOptions { perf: false, cgroups: vec![] });
+    let mut tree =
+        Sampler::new(Roots::under(dir.path()), SamplerOptions { perf: false, cgroups: vec![], container: None });
     let _ = tree.sample();
     std::thread::sleep(Duration::from_millis(20));
     let fixture = tree.sample();

@@ -15,8 +15,11 @@ const T0: f64 = 1_764_000_000.0;
 
 /// A real snapshot of this machine, reshaped into the recorded readings a test needs.
 fn base() -> Snapshot {
-    let mut s =
-        Sampler::new(Roots::under(std::path::Path::new("/")), SamplerOptions { perf: false, cgroups: vec![] }).sample();
+    let mut s = Sampler::new(
+        Roots::under(std::path::Path::new("/")),
+        SamplerOptions { perf: false, cgroups: vec![], container: None },
+    )
+    .sample();
     let template = s.cpus[0].clone();
     s.cpus = (0..2u32)
         .map(|n| {

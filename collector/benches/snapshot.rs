@@ -15,7 +15,7 @@ fn main() {
 #[divan::bench(args = [8, 64])]
 fn fixture_snapshot(bencher: Bencher, cpus: u32) {
     let tree = common::synthetic_machine(cpus);
-    let mut s = Sampler::new(tree.roots(), SamplerOptions { perf: false, cgroups: vec![] });
+    let mut s = Sampler::new(tree.roots(), SamplerOptions { perf: false, cgroups: vec![], ..Default::default() });
     let snap = s.sample();
     assert_eq!(snap.cpus.len(), cpus as usize);
     assert!(snap.cpus.iter().all(|c| c.frequency_hz.is_some()));
@@ -32,7 +32,7 @@ fn live_snapshot(bencher: Bencher) {
 #[divan::bench]
 fn prometheus_render_64_cpus(bencher: Bencher) {
     let tree = common::synthetic_machine(64);
-    let mut s = Sampler::new(tree.roots(), SamplerOptions { perf: false, cgroups: vec![] });
+    let mut s = Sampler::new(tree.roots(), SamplerOptions { perf: false, cgroups: vec![], ..Default::default() });
     s.sample();
     let snap = s.sample();
     bencher.bench_local(|| export::prometheus::render(&metrics::families(&snap)));

@@ -71,6 +71,7 @@ pub struct PathsConfig {
     pub sysfs: Option<PathBuf>,
     pub cgroupfs: Option<PathBuf>,
     pub rootfs: Option<PathBuf>,
+    pub host_procfs: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -313,7 +314,7 @@ pub fn example_json() -> String {
         "sample_interval": "1s",
         "perf": true,
         "cgroups": [],
-        "paths": { "procfs": "/proc", "sysfs": "/sys", "cgroupfs": "/sys/fs/cgroup", "rootfs": "/" },
+        "paths": { "procfs": "/proc", "sysfs": "/sys", "cgroupfs": "/sys/fs/cgroup", "rootfs": "/", "host_procfs": null },
         "otlp": {
             "endpoint": null,
             "push_interval": "10s",

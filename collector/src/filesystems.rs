@@ -56,7 +56,7 @@ pub fn statvfs(path: &Path) -> std::io::Result<libc::statvfs> {
 // u64::from is a no-op on Linux/64-bit but not on every libc target the crate is checked for.
 #[allow(clippy::useless_conversion)]
 pub fn read(roots: &Roots, files: &mut KernelFiles, warnings: &mut Warnings) -> Vec<Filesystem> {
-    let path = roots.proc("mounts");
+    let path = roots.host_view("mounts");
     let Some(text) = files.or_warn(&path, warnings) else { return Vec::new() };
     let mut out = Vec::new();
     for m in select(mounts::parse(&text)) {
@@ -83,7 +83,16 @@ pub fn read(roots: &Roots, files: &mut KernelFiles, warnings: &mut Warnings) -> 
                     inodes_free: u64::from(s.f_ffree),
                 });
             }
-            Err(e) => warnings.file(&target, format!("statvfs failed: {e}")),
+            Err(e) => {
+                let through_host_init = roots.host_init("root").is_some_and(|r| target.starts_with(r));
+                let why = if through_host_init && e.kind() == std::io::ErrorKind::PermissionDenied {
+                    ": the host's mount points are reached through its init's root, which needs the host's pid \
+                     namespace and CAP_SYS_PTRACE; mount the host's / read-only and pass --rootfs there"
+                } else {
+                    ""
+                };
+                warnings.file(&target, format!("statvfs failed: {e}{why}"))
+            }
         }
     }
     out

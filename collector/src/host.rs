@@ -25,8 +25,14 @@ pub fn read_facts(roots: &Roots, warnings: &mut Warnings) -> HostFacts {
     let hostname = one_line("sys/kernel/hostname");
     let kernel = one_line("sys/kernel/osrelease");
     const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
+    // The root's own, then (in a container that shares the host's pid namespace and may follow
+    // its init's root) the host's.
+    let mut tried: Vec<std::path::PathBuf> = OS_RELEASE.iter().map(|p| roots.rootfs.join(p)).collect();
+    if let Some(host_root) = roots.host_init("root") {
+        tried.extend(OS_RELEASE.iter().map(|p| host_root.join(p)));
+    }
     // Through the collector's reader, so an endless file in its place is refused, not read forever.
-    let os_release = OS_RELEASE.iter().find_map(|p| crate::files::read_text(&roots.rootfs.join(p)).ok());
+    let os_release = tried.iter().find_map(|p| crate::files::read_text(p).ok());
     let os = match os_release {
         Some(t) => {
             let os = os_release_field(&t, "PRETTY_NAME").or_else(|| os_release_field(&t, "NAME"));
@@ -36,8 +42,8 @@ pub fn read_facts(roots: &Roots, warnings: &mut Warnings) -> HostFacts {
             os
         }
         None => {
-            let tried: Vec<String> = OS_RELEASE.iter().map(|p| roots.rootfs.join(p).display().to_string()).collect();
-            warnings.push("os-release", format!("neither {} is readable", tried.join(" nor ")));
+            let tried: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+            warnings.push("os-release", format!("none of {} is readable", tried.join(", ")));
             None
         }
     };

@@ -9,6 +9,7 @@
 //! ([`export::prometheus`]) and OTLP ([`export::otlp`]).
 
 pub mod config;
+pub mod container_view;
 pub mod containers;
 pub mod cpu;
 pub mod disk;

@@ -34,6 +34,10 @@ struct Cli {
     /// Prefix under which the mount points of /proc/mounts are reachable (for statvfs).
     #[arg(long, global = true, value_name = "DIR")]
     rootfs: Option<PathBuf>,
+    /// The host's procfs, when the collector runs in a container with it mounted (`/host/proc`;
+    /// `/proc` with --pid=host): network, mounts and os-release are read from its pid 1.
+    #[arg(long, global = true, value_name = "DIR")]
+    host_procfs: Option<PathBuf>,
     /// Sampling interval: the window for usage, rates and cycle counts [snapshot: 250ms, serve: 1s].
     #[arg(long, global = true, value_name = "DURATION", value_parser = parse_interval)]
     interval: Option<Duration>,
@@ -107,6 +111,7 @@ fn roots(cli: &Cli, file: &FileConfig) -> Roots {
         sysfs: cli.sysfs.clone().or(p.sysfs).unwrap_or(d.sysfs),
         cgroupfs: cli.cgroupfs.clone().or(p.cgroupfs).unwrap_or(d.cgroupfs),
         rootfs: cli.rootfs.clone().or(p.rootfs).unwrap_or(d.rootfs),
+        host_procfs: cli.host_procfs.clone().or(p.host_procfs),
     }
 }
 
@@ -198,7 +203,8 @@ fn main() -> Result<()> {
     let roots = roots(&cli, &file);
     let mut cgroups = file.cgroups.clone().unwrap_or_default();
     cgroups.extend(cli.cgroups.iter().cloned());
-    let options = SamplerOptions { perf: !cli.no_perf && file.perf.unwrap_or(true), cgroups };
+    let container = sysmon_collector::container_view::detect(std::path::Path::new("/"), &roots);
+    let options = SamplerOptions { perf: !cli.no_perf && file.perf.unwrap_or(true), cgroups, container };
 
     match &cli.command {
         Command::DefaultConfig => write_stdout(&(config::example_json() + "\n"))?,

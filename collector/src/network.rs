@@ -19,7 +19,7 @@ pub fn read(
     secs: Option<f64>,
     w: &mut Warnings,
 ) -> (Vec<Network>, HashMap<String, ByteCounters>) {
-    let path = roots.proc("net/dev");
+    let path = roots.host_view("net/dev");
     let stats = files.or_warn(&path, w).map(|t| netdev::parse(&t)).unwrap_or_default();
     if stats.bad_lines > 0 {
         w.file(&path, format!("{} line(s) unreadable", stats.bad_lines));

@@ -12,11 +12,22 @@ pub struct Roots {
     /// Prefix for mount points read from /proc/mounts when calling statvfs (`/` on the live system;
     /// a host path such as `/host` when the collector runs in a container with the root bind-mounted).
     pub rootfs: PathBuf,
+    /// The host's procfs when the collector runs in a container and the host's `/proc` is mounted
+    /// in it (`--host-procfs /host/proc`; `/proc` itself with the host's pid namespace): the
+    /// network family is read from its pid 1 (the host's network namespace), and so are the
+    /// mount table and os-release. None: the collector's own `/proc` is the host's.
+    pub host_procfs: Option<PathBuf>,
 }
 
 impl Default for Roots {
     fn default() -> Self {
-        Roots { procfs: "/proc".into(), sysfs: "/sys".into(), cgroupfs: "/sys/fs/cgroup".into(), rootfs: "/".into() }
+        Roots {
+            procfs: "/proc".into(),
+            sysfs: "/sys".into(),
+            cgroupfs: "/sys/fs/cgroup".into(),
+            rootfs: "/".into(),
+            host_procfs: None,
+        }
     }
 }
 
@@ -28,11 +39,17 @@ impl Roots {
             sysfs: dir.join("sys"),
             cgroupfs: dir.join("sys/fs/cgroup"),
             rootfs: dir.to_path_buf(),
+            host_procfs: None,
         }
     }
 
     pub fn proc(&self, rel: &str) -> PathBuf {
         self.procfs.join(rel)
+    }
+
+    /// A file of the host's init process (`1/net/dev`, `1/mounts`) under the host's procfs.
+    pub fn host_init(&self, rel: &str) -> Option<PathBuf> {
+        self.host_procfs.as_ref().map(|p| p.join("1").join(rel))
     }
 
     pub fn sys(&self, rel: &str) -> PathBuf {
@@ -43,8 +60,20 @@ impl Roots {
         self.sysfs.join("devices/system/cpu")
     }
 
-    /// Where a mount point from /proc/mounts is reachable from this process.
+    /// A per-process procfs file (`net/dev`, `mounts`) as the host sees it: its init's under the
+    /// host's procfs when one is given, else this process's own.
+    pub fn host_view(&self, rel: &str) -> PathBuf {
+        self.host_init(rel).unwrap_or_else(|| self.proc(rel))
+    }
+
+    /// Where a mount point from the mount table is reachable from this process: under `rootfs`;
+    /// with the host's procfs and no `rootfs` of its own, through the host init's root (which
+    /// needs the host's pid namespace and CAP_SYS_PTRACE, as a privileged container has).
     pub fn mountpoint(&self, mountpoint: &str) -> PathBuf {
-        self.rootfs.join(mountpoint.trim_start_matches('/'))
+        let base = match self.host_init("root") {
+            Some(host_root) if self.rootfs == Path::new("/") => host_root,
+            _ => self.rootfs.clone(),
+        };
+        base.join(mountpoint.trim_start_matches('/'))
     }
 }

@@ -3,6 +3,7 @@
 //! previous sample. The only stateful part of the collector; everything it calls is a reader or a
 //! pure function, and what a reader needs from earlier samples it gets from here.
 
+use crate::container_view::{self, ContainerView};
 use crate::containers::{self, CgroupLayout, ContainerState};
 use crate::files::{KernelFiles, read_optional};
 use crate::frequency::{self, CpuInterval, FrequencyState};
@@ -31,11 +32,14 @@ pub struct SamplerOptions {
     pub perf: bool,
     /// Extra cgroups to report as containers, relative to the cgroup root.
     pub cgroups: Vec<String>,
+    /// The container the collector runs in (`container_view::detect`), whose narrowed view of
+    /// the host each affected source warns about in every sample; None on the host.
+    pub container: Option<ContainerView>,
 }
 
 impl Default for SamplerOptions {
     fn default() -> Self {
-        SamplerOptions { perf: true, cgroups: Vec::new() }
+        SamplerOptions { perf: true, cgroups: Vec::new(), container: None }
     }
 }
 
@@ -162,6 +166,9 @@ impl Sampler {
             let began = Instant::now();
             let mut w = Warnings::for_source(source.name());
             self.read(source, prev.as_ref(), secs, &mut next, &mut snap, &mut w);
+            if let Some(view) = &self.options.container {
+                container_view::warn_limits(view, source, &self.roots, &mut w);
+            }
             snap.sources.push(SourceStatus {
                 source: source.name().to_string(),
                 success: w.is_empty(),

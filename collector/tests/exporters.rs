@@ -178,7 +178,7 @@ fn snapshot_json_has_the_documented_top_level_fields() {
 fn a_counter_that_is_not_a_clock_publishes_a_counter_rate_and_no_frequency() {
     use sysmon_collector::{FrequencySource, Sampler, SamplerOptions, export, metrics};
     let t = guest_tree();
-    let mut snap = Sampler::new(t.roots(), SamplerOptions { perf: false, cgroups: vec![] }).sample();
+    let mut snap = Sampler::new(t.roots(), SamplerOptions { perf: false, cgroups: vec![], container: None }).sample();
     assert_eq!(snap.cpus.len(), 2);
     for (c, source) in snap.cpus.iter_mut().zip([FrequencySource::PerfSynthetic, FrequencySource::PerfUnverified]) {
         c.frequency_hz = None;

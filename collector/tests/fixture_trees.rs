@@ -10,7 +10,7 @@ use sysmon_collector::{FrequencySource, Sampler, SamplerOptions, Snapshot, Sourc
 const DOCKER_ID: &str = "532ca1ad07c60006d469e6db4158b377dc2a6d0b5de2a57eef1bb493bbf1a65b";
 
 fn no_perf() -> SamplerOptions {
-    SamplerOptions { perf: false, cgroups: vec![] }
+    SamplerOptions { perf: false, cgroups: vec![], container: None }
 }
 
 fn debian_guest() -> Tree {
@@ -129,7 +129,8 @@ fn an_unreadable_cgroup_root_or_a_missing_named_cgroup_fails_containers() {
     assert!(w.source.ends_with("sys/fs/cgroup") && w.message.contains("cgroup root unreadable"), "{w:?}");
 
     let t = complete_debian_guest();
-    let options = SamplerOptions { perf: false, cgroups: vec!["system.slice/gone.service".into()] };
+    let options =
+        SamplerOptions { perf: false, cgroups: vec!["system.slice/gone.service".into()], ..Default::default() };
     let mut s = Sampler::new(t.roots(), options);
     for _ in 0..2 {
         let snap = s.sample();
@@ -435,4 +436,52 @@ fn usage_percentages_from_stat_deltas() {
         assert!((u.usage_pct - 30.0).abs() < 1e-9 && (u.idle_pct - 70.0).abs() < 1e-9);
     }
     assert!((snap.cpu_total.unwrap().usage_pct - 30.0).abs() < 1e-9);
+}
+
+/// A collector in a container (recorded on the Debian docker guest, debian12-docker-guest/): its
+/// own /proc shows the container's network and mounts; the host's procfs (`--host-procfs`) shows
+/// the host init's.
+fn container_on_debian_guest() -> Tree {
+    let t = complete_debian_guest();
+    t.copy_fixture("debian12-docker-guest/container-proc-net-dev", "proc/net/dev");
+    t.copy_fixture("debian12-docker-guest/container-proc-mounts", "proc/mounts");
+    t.copy_fixture("debian12-docker-guest/host-proc-1-net-dev", "host/proc/1/net/dev");
+    t.copy_fixture("debian12-docker-guest/host-proc-1-mounts", "host/proc/1/mounts");
+    t.write("host/proc/1/root/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n");
+    std::fs::remove_file(t.path("etc/os-release")).unwrap();
+    t
+}
+
+fn interfaces(snap: &Snapshot) -> Vec<&str> {
+    snap.networks.iter().map(|n| n.interface.as_str()).collect()
+}
+
+#[test]
+fn in_a_container_the_narrowed_sources_say_so_and_the_host_procfs_gives_the_hosts_view() {
+    use sysmon_collector::container_view::ContainerView;
+    let t = container_on_debian_guest();
+    let view = ContainerView { marker: "/.dockerenv".into(), own_cgroup_namespace: true };
+    let in_container = SamplerOptions { perf: false, cgroups: vec![], container: Some(view.clone()) };
+
+    // A plain container: the container's own interfaces and mounts, each source saying why.
+    let snap = Sampler::new(t.roots(), in_container.clone()).sample_at(Instant::now());
+    assert_eq!(interfaces(&snap), ["lo", "eth0"], "the container's netns, as recorded");
+    assert_eq!(failed(&snap), ["network", "filesystems", "containers", "host"], "{:?}", snap.warnings);
+    for source in ["network", "filesystems", "containers", "host"] {
+        let w: Vec<_> = snap.warnings.iter().filter(|w| w.subsystem.as_deref() == Some(source)).collect();
+        assert!(w.iter().any(|w| w.message.contains("in a container (/.dockerenv)")), "{source}: {w:?}");
+    }
+    assert_eq!(snap.host.os, None, "the tree has no os-release of its own");
+
+    // The host's /proc mounted and named: the host init's network, mounts and os-release.
+    let roots = sysmon_collector::Roots { host_procfs: Some(t.path("host/proc")), ..t.roots() };
+    let mounted = ContainerView { own_cgroup_namespace: false, ..view };
+    let options = SamplerOptions { container: Some(mounted), ..in_container };
+    let snap = Sampler::new(roots, options).sample_at(Instant::now());
+    assert_eq!(interfaces(&snap), ["lo", "enp0s3", "docker0", "veth20f01b1"], "the host init's netns, as recorded");
+    assert_eq!(snap.host.os.as_deref(), Some("Debian GNU/Linux 12 (bookworm)"), "through the host init's root");
+    // "/dev/vda2 / ext4" is the host's one real filesystem; statvfs reaches it through 1/root.
+    let mounts: Vec<&str> = snap.filesystems.iter().map(|f| f.mountpoint.as_str()).collect();
+    assert_eq!(mounts, ["/"], "{:?}", snap.warnings);
+    assert!(failed(&snap).is_empty(), "{:?}", snap.warnings);
 }

@@ -140,7 +140,10 @@ fn sampler_over_a_garbled_tree_never_panics_and_always_returns_a_sample() {
     t.write("sys/fs/cgroup/cgroup.controllers", "cpu memory io pids\n");
     let scope =
         "sys/fs/cgroup/system.slice/docker-532ca1ad07c60006d469e6db4158b377dc2a6d0b5de2a57eef1bb493bbf1a65b.scope";
-    let mut s = Sampler::new(t.roots(), SamplerOptions { perf: false, cgroups: vec!["system.slice".into()] });
+    let mut s = Sampler::new(
+        t.roots(),
+        SamplerOptions { perf: false, cgroups: vec!["system.slice".into()], ..Default::default() },
+    );
     for round in 0..150 {
         for (dest, src) in files {
             let m = mutate(&mut rng, common::fixture(src).as_bytes());

@@ -374,7 +374,10 @@ fn sampler_survives_garbled_frequency_thermal_and_cgroup_trees() {
             p.store(round, Ordering::Relaxed);
             let ((tree, named), cpus) = if round % 2 == 0 { (v2_big_little(), 8) } else { (v1_epyc(), 4) };
             let root = tree.dir.path().to_path_buf();
-            let mut sampler = Sampler::new(tree.roots(), SamplerOptions { perf: false, cgroups: named.clone() });
+            let mut sampler = Sampler::new(
+                tree.roots(),
+                SamplerOptions { perf: false, cgroups: named.clone(), ..Default::default() },
+            );
             let mut done = Vec::new();
             check(&sampler.sample(), &format!("round {round}, pristine"));
             for step in 0..3 {
@@ -406,7 +409,10 @@ fn sampler_survives_garbled_frequency_thermal_and_cgroup_trees() {
                 // A sampler keeps files open, and an unlinked regular file stays readable through
                 // its descriptor (a kernel file would fail and be opened again): a fresh sampler
                 // meets every replacement at its path.
-                let mut fresh = Sampler::new(tree.roots(), SamplerOptions { perf: false, cgroups: named.clone() });
+                let mut fresh = Sampler::new(
+                    tree.roots(),
+                    SamplerOptions { perf: false, cgroups: named.clone(), ..Default::default() },
+                );
                 check(&fresh.sample(), &format!("{context}, fresh sampler"));
             }
         }
@@ -465,7 +471,8 @@ fn endless_devices_and_fifos_everywhere_end_in_warnings() {
                     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
                 }
             }
-            let mut sampler = Sampler::new(tree.roots(), SamplerOptions { perf: false, cgroups: named });
+            let mut sampler =
+                Sampler::new(tree.roots(), SamplerOptions { perf: false, cgroups: named, ..Default::default() });
             let first = sampler.sample();
             let second = sampler.sample();
             for snap in [&first, &second] {
@@ -507,7 +514,7 @@ fn oversize_one_value_fields_are_refused_and_the_rest_is_read() {
     let exact = "L".repeat(MAX_FIELD_BYTES);
     t.write("sys/devices/platform/coretemp.0/hwmon/hwmon1/temp2_label", &exact);
     t.write("proc/sys/kernel/hostname", &huge);
-    let mut sampler = Sampler::new(t.roots(), SamplerOptions { perf: false, cgroups: named });
+    let mut sampler = Sampler::new(t.roots(), SamplerOptions { perf: false, cgroups: named, ..Default::default() });
     let snap = sampler.sample();
     check(&snap, "oversize fields");
     let cpu = |n: u32| snap.cpus.iter().find(|c| c.logical_number == n).unwrap();

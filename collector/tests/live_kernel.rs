@@ -164,7 +164,7 @@ fn busy_seconds(snap: &sysmon_collector::Snapshot) -> f64 {
 
 #[test]
 fn a_busy_process_shows_up_in_cpu_usage() {
-    let mut s = Sampler::new(Roots::default(), SamplerOptions { perf: false, cgroups: vec![] });
+    let mut s = Sampler::new(Roots::default(), SamplerOptions { perf: false, cgroups: vec![], container: None });
     // CPU totals come with an interval: from the second sample on, once /proc/stat has moved by a
     // tick (wall time, so 100 ms is enough however busy the machine is).
     s.sample();
@@ -203,7 +203,10 @@ fn real_cgroup_v2_docker_scope_sees_cpu_time_rise() {
     std::fs::write(scope.join("cgroup.procs"), burner.pid().to_string()).expect("move the burner into the scope");
 
     let named = format!("{}", slice.strip_prefix(&v2).unwrap().display());
-    let mut s = Sampler::new(Roots::default(), SamplerOptions { perf: false, cgroups: vec![named.clone()] });
+    let mut s = Sampler::new(
+        Roots::default(),
+        SamplerOptions { perf: false, cgroups: vec![named.clone()], ..Default::default() },
+    );
     let (first, last) = sample_until_burned(&mut s, burner.pid());
     let (runtime, version, before, _) = cpu_seconds_of(&first.snap, &id).expect("the collector finds the docker scope");
     assert_eq!((runtime.as_str(), version), ("docker", 2));
@@ -240,7 +243,7 @@ fn real_cgroup_v1_docker_container_sees_cpu_time_rise() {
     let burner = Burner::start();
     std::fs::write(dir.join("cgroup.procs"), burner.pid().to_string()).expect("move the burner into the cgroup");
 
-    let mut s = Sampler::new(Roots::default(), SamplerOptions { perf: false, cgroups: vec![] });
+    let mut s = Sampler::new(Roots::default(), SamplerOptions { perf: false, cgroups: vec![], container: None });
     let (first, last) = sample_until_burned(&mut s, burner.pid());
     let (runtime, version, before, _) =
         cpu_seconds_of(&first.snap, &id).expect("the collector finds the v1 docker cgroup");

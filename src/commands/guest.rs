@@ -71,8 +71,16 @@ pub fn run(ws: &Workspace, cmd: CollectorCommand, json: bool) -> crate::Exit {
                 let or = |v: &Option<String>, d: &str| safe_line(v.as_deref().unwrap_or(d));
                 let active = s.active.map_or("?", |a| a.as_str());
                 println!("{}: {} ({})", s.vm, active, or(&s.sub, "?"));
+                println!("  mode         {}", s.mode.as_str());
                 println!("  version      {}", or(&s.version, "not installed"));
                 println!("  binary       {} {}", s.binary, or(&s.binary_sha256, "-"));
+                if s.mode.is_container() {
+                    println!(
+                        "  image        {} content {}",
+                        sysmonvm::guest::collector_image::IMAGE,
+                        or(&s.image_content_sha256, "- (no container running)")
+                    );
+                }
                 println!("  restarts     {}", s.restarts.map(|r| r.to_string()).unwrap_or_else(|| "-".into()));
                 if let Some(f) = &s.forward {
                     let ok = if s.answers_via_forward { "(answers)" } else { "(not answering)" };

@@ -174,9 +174,15 @@ pub fn parse_guest_address(output: &str) -> Option<String> {
 pub const ADDRESS_PROBE: &str = "ip -4 route get 1.1.1.1 2>/dev/null; echo ---; ip -4 -o addr show scope global";
 
 /// The status probe: the unit's state, the installed binary's sha256 and version, as KEY=VALUE
-/// lines for [`parse_properties`].
-pub fn status_probe() -> Result<crate::guest::command::GuestCommand, crate::templates::TemplateError> {
-    let script = crate::templates::render("collector-status.sh.j2", &names(""))?;
+/// lines for [`parse_properties`]; in a container mode, the binary the image was built from, the
+/// running container's version and its image's content label (`image_content_sha256`).
+pub fn status_probe(
+    mode: super::collector_mode::CollectorMode,
+) -> Result<crate::guest::command::GuestCommand, crate::templates::TemplateError> {
+    let mut context = serde_json::to_value(Names { container: mode.is_container(), ..names("") })
+        .expect("the template's names serialise");
+    context["label"] = super::collector_image::CONTENT_LABEL.into();
+    let script = crate::templates::render("collector-status.sh.j2", &context)?;
     Ok(crate::guest::command::GuestCommand::script(script))
 }
 
@@ -533,7 +539,7 @@ mod tests {
             unit.contains("ExecStart=/usr/bin/docker run --rm --name sysmon-collector --publish 10.0.2.15:9105:9105 --publish 50110:50110 --volume /sys/devices/system/cpu:/sys/devices/system/cpu:ro"),
             "{unit}"
         );
-        assert!(unit.contains("sysmon-collector:latest --config /etc/serviceradar/checkers/sysmon-vm.json serve --cgroupfs /host/sys/fs/cgroup\n"), "{unit}");
+        assert!(unit.contains("sysmon-collector:latest --config /etc/serviceradar/checkers/sysmon-vm.json serve --cgroupfs /host/sys/fs/cgroup --host-procfs /host/proc\n"), "{unit}");
         assert!(uploads.iter().any(|u| u.path.ends_with("sysmon-collector.Containerfile")));
         assert!(!uploads.iter().any(|u| u.path.ends_with("sysmon-vm.tmpfiles")));
         assert!(plan.script("0123456789abcdef").is_ok());

@@ -3,12 +3,12 @@
 //! privilege modes. Each mode's docker flags (what the container may see and do) and the
 //! collector flags that point at what it mounts are here and nowhere else.
 //!
-//! | mode | docker run flags | the collector sees |
-//! |---|---|---|
-//! | `native` | (a systemd service, no container) | everything the service user may read, CAP_PERFMON |
-//! | `container` | none: what a plain `docker run` gives | the container's own cgroup, network and procfs view; the runtime's default capabilities and seccomp profile (no perf) |
-//! | `container-sys-ro` | `/sys/devices/system/cpu` and `/sys/fs/cgroup` (at `/host/sys/fs/cgroup`) bind-mounted read-only, the host's `/proc` at `/host/proc` read-only | the host's cgroup tree (`--cgroupfs`), cpufreq; still the container's network and no perf |
-//! | `privileged` | `--privileged --pid=host` | every device and capability, the host's processes; perf |
+//! | mode | docker run flags | the collector's flags | the collector sees |
+//! |---|---|---|---|
+//! | `native` | (a systemd service, no container) | | everything the service user may read, CAP_PERFMON |
+//! | `container` | none: what a plain `docker run` gives | | the host's global /proc and sysfs files (CPU, memory, disks, cpufreq); the container's own network, mount table, cgroup namespace and host name (each source warns); the runtime's default capabilities and seccomp profile (no perf) |
+//! | `container-sys-ro` | `/sys/devices/system/cpu` ro; `/sys/fs/cgroup` ro at `/host/sys/fs/cgroup`; the host's `/proc` ro at `/host/proc`; `/etc/os-release` ro; `--uts=host` | `--cgroupfs /host/sys/fs/cgroup --host-procfs /host/proc` | the host's cgroup tree, network (its init's `net/dev`), mount table and host name; not the host's mount points (statvfs needs its init's root: the filesystems source warns); no perf |
+//! | `privileged` | `--privileged --pid=host --uts=host --cgroupns=host` | `--host-procfs /proc` | every device and capability, the host's processes, network, mounts, cgroup tree and host name; perf |
 
 use serde::{Deserialize, Serialize};
 
@@ -57,15 +57,20 @@ impl CollectorMode {
                 "/sys/fs/cgroup:/host/sys/fs/cgroup:ro",
                 "--volume",
                 "/proc:/host/proc:ro",
+                "--volume",
+                "/etc/os-release:/etc/os-release:ro",
+                "--uts=host",
             ],
-            CollectorMode::Privileged => &["--privileged", "--pid=host"],
+            CollectorMode::Privileged => &["--privileged", "--pid=host", "--uts=host", "--cgroupns=host"],
         }
     }
 
     /// The collector's own flags for where the mounts put what it reads.
     pub fn collector_flags(self) -> &'static [&'static str] {
         match self {
-            CollectorMode::ContainerSysRo => &["--cgroupfs", "/host/sys/fs/cgroup"],
+            CollectorMode::ContainerSysRo => &["--cgroupfs", "/host/sys/fs/cgroup", "--host-procfs", "/host/proc"],
+            // The host's pid namespace: its init is pid 1 of the container's own /proc.
+            CollectorMode::Privileged => &["--host-procfs", "/proc"],
             _ => &[],
         }
     }
@@ -103,7 +108,8 @@ mod tests {
             args.join(" "),
             "--rm --name sysmon-collector --publish 10.0.2.15:9105:9105 --publish 50110:50110 \
              --volume /sys/devices/system/cpu:/sys/devices/system/cpu:ro --volume /sys/fs/cgroup:/host/sys/fs/cgroup:ro \
-             --volume /proc:/host/proc:ro img:latest --config /etc/c.json serve --cgroupfs /host/sys/fs/cgroup"
+             --volume /proc:/host/proc:ro --volume /etc/os-release:/etc/os-release:ro --uts=host \
+             img:latest --config /etc/c.json serve --cgroupfs /host/sys/fs/cgroup --host-procfs /host/proc"
         );
         let plain = CollectorMode::Container.docker_run_args("i", "a:1", 2, "c");
         assert!(!plain.iter().any(|a| a.starts_with("--volume") || a.starts_with("--privileged")), "{plain:?}");

@@ -110,7 +110,7 @@ async fn monitor_linux(
     let start = now_nanos();
     let mut sampler = Sampler::new(
         sysmon_collector::roots::Roots::under(std::path::Path::new("/")),
-        SamplerOptions { perf: true, cgroups: vec![] },
+        SamplerOptions { perf: true, cgroups: vec![], container: None },
     );
     let mut report = MonitorReport { samples: 0, pushes_failed: 0 };
     while req.count.is_none_or(|c| report.samples < c) {

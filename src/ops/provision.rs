@@ -553,9 +553,16 @@ pub struct CollectorStatus {
     pub main_pid: Option<u64>,
     pub restarts: Option<u64>,
     pub started_at: Option<String>,
+    /// How the collector runs (`state.json`'s record of the last install).
+    pub mode: CollectorMode,
+    /// The binary's path in the guest (in a container mode, in the image).
     pub binary: String,
+    /// In a container mode, of the staged binary the image was built from.
     pub binary_sha256: Option<String>,
     pub version: Option<String>,
+    /// A container mode: the running container's image content label (`collector image`'s
+    /// `content_sha256`); None natively or with no container running.
+    pub image_content_sha256: Option<String>,
     pub forward: Option<String>,
     pub answers_via_forward: bool,
     /// What could not be read whole (the probe's output cut at its cap); also sent as warnings.
@@ -586,8 +593,13 @@ pub struct StatusProbe {
 /// Runs the collector status probe on `session` and parses what it printed. Its output is
 /// capped at [`STATUS_OUTPUT_CAP`] per stream (the tail is kept, where the properties of a probe
 /// that printed junk first still are); a cut says so as a warning.
-pub async fn read_status_probe(session: &SshSession, vm: &str, sink: &dyn Sink) -> Result<StatusProbe> {
-    let probe = collector::status_probe()?.render();
+pub async fn read_status_probe(
+    session: &SshSession,
+    vm: &str,
+    mode: CollectorMode,
+    sink: &dyn Sink,
+) -> Result<StatusProbe> {
+    let probe = collector::status_probe(mode)?.render();
     let out = session
         .exec_with(&probe, ExecOptions::default().max_output(STATUS_OUTPUT_CAP))
         .await
@@ -609,7 +621,7 @@ pub async fn collector_status(ws: &Workspace, req: &StatusRequest, sink: &dyn Si
     let name = super::pick_vm(ws, req.name.as_deref())?;
     let paths = ws.vm(&name)?;
     let (state, session) = vm::connect(ws, &paths).await?;
-    let probe = read_status_probe(&session, &name, sink).await;
+    let probe = read_status_probe(&session, &name, state.collector_mode, sink).await;
     session.close().await;
     let StatusProbe { properties: kv, mut warnings } = probe?;
     let get = |k: &str| kv.get(k).filter(|v| !v.is_empty()).cloned();
@@ -633,9 +645,11 @@ pub async fn collector_status(ws: &Workspace, req: &StatusRequest, sink: &dyn Si
         main_pid: get("MainPID").and_then(|p| p.parse().ok()),
         restarts: get("NRestarts").and_then(|p| p.parse().ok()),
         started_at: get("ExecMainStartTimestamp"),
+        mode: state.collector_mode,
         binary: collector::BINARY.into(),
         binary_sha256: get("sha256"),
         version: get("version"),
+        image_content_sha256: get("image_content_sha256"),
         forward: forward.map(|p| format!("127.0.0.1:{p}")),
         answers_via_forward,
         warnings,

@@ -263,7 +263,7 @@ fn sample_host(d: Duration, iv: Duration) -> std::result::Result<Vec<HostPoint>,
     use sysmon_collector::sampler::{Sampler, SamplerOptions};
     let mut sampler = Sampler::new(
         sysmon_collector::roots::Roots::under(std::path::Path::new("/")),
-        SamplerOptions { perf: false, cgroups: vec![] },
+        SamplerOptions { perf: false, cgroups: vec![], container: None },
     );
     let until = Instant::now() + d;
     let mut points = Vec::new();
