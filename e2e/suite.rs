@@ -1019,6 +1019,92 @@ pub fn run(args: &[String]) -> Result<()> {
         },
     );
 
+    if !aarch64 {
+        // The reduced matrix CI runs (issue 17): smp 1 and 2 × native and container-sys-ro, 10 s
+        // phases. It is killed (SIGKILL) in the middle of its second cell, then resumed: the
+        // finished cell is kept, the killed one runs again, and the VM ends as it began.
+        let matrix_dir = root.join("target/validate-matrix-e2e");
+        r.independent(
+            "validate --matrix smp=1,2 mode=native,container-sys-ro: killed in its second cell, resumed; every cell passes, the table says what each mode saw, the VM is put back",
+            |r| {
+                let _ = std::fs::remove_dir_all(&matrix_dir);
+                let dir = matrix_dir.display().to_string();
+                let mut args = vec!["validate", name, "--duration-per-phase", "10s", "--report", &dir];
+                args.extend(["--matrix", "smp=1,2", "mode=native,container-sys-ro"]);
+                let began = Instant::now();
+                let mut child = Command::new(&r.bin)
+                    .arg("--workspace")
+                    .arg(&r.ws)
+                    .arg("--json")
+                    .args(&args)
+                    .stdout(std::process::Stdio::null())
+                    .stderr(std::process::Stdio::null())
+                    .spawn()?;
+                let cells_done = || -> usize {
+                    std::fs::read_to_string(matrix_dir.join("matrix.json"))
+                        .ok()
+                        .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                        .and_then(|m| m["cells"].as_array().map(Vec::len))
+                        .unwrap_or(0)
+                };
+                while cells_done() < 1 {
+                    ensure!(child.try_wait()?.is_none(), "the matrix ended before its first cell was recorded");
+                    ensure!(began.elapsed() < Duration::from_secs(300), "no cell finished in 5 minutes");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                // Into the second cell (container-sys-ro: the collector runs in that mode with
+                // validate's config), then killed.
+                std::thread::sleep(Duration::from_secs(25));
+                child.kill()?;
+                child.wait()?;
+                let first: Value = serde_json::from_str(&std::fs::read_to_string(matrix_dir.join("matrix.json"))?)?;
+                ensure!(first["complete"] == false && first["cells"].as_array().map(Vec::len) == Some(1), "{first}");
+                let mut resume = args.clone();
+                resume.push("--resume");
+                let d = r.sysmonvm(&resume)?;
+                let m = &d.json;
+                ensure!(!m.is_null(), "the resumed matrix printed no report: {}", d.stderr);
+                check_documented(&resume, m)?;
+                eprintln!("[e2e] matrix: {} s in all, {}", began.elapsed().as_secs(), m["summary"]);
+                let cells = m["cells"].as_array().context("cells")?;
+                let ids: Vec<&str> = cells.iter().filter_map(|c| c["id"].as_str()).collect();
+                ensure!(
+                    ids == ["smp2-native", "smp2-container-sys-ro", "smp1-native", "smp1-container-sys-ro"],
+                    "cells: {ids:?}"
+                );
+                ensure!(cells[0]["started"] == first["cells"][0]["started"], "the finished cell was not kept");
+                for c in cells {
+                    ensure!(c["verdict"] == "pass", "cell {}: {c}", c["id"]);
+                    ensure!(c["frequency_sources"] == serde_json::json!(["cpuinfo"]), "{c}");
+                    let missing: Vec<&str> =
+                        c["missing"].as_array().into_iter().flatten().filter_map(|x| x["source"].as_str()).collect();
+                    let expect: &[&str] = if c["mode"] == "native" { &[] } else { &["filesystems"] };
+                    ensure!(missing == expect, "cell {}: missing {missing:?}", c["id"]);
+                    let cell_dir = matrix_dir.join(c["report_dir"].as_str().context("report_dir")?);
+                    ensure!(cell_dir.join("report.json").is_file() && cell_dir.join("usage.svg").is_file(), "{cell_dir:?}");
+                }
+                ensure!(d.ok && m["complete"] == true && m["summary"]["exit_status"] == 0, "{}\n{}", d.stderr, m["summary"]);
+                let md = std::fs::read_to_string(matrix_dir.join("matrix.md"))?;
+                let row = "| [smp1-container-sys-ro](cells/smp1-container-sys-ro/report.md) | 1 | container-sys-ro |";
+                ensure!(md.contains(row), "{md}");
+                let html = std::fs::read_to_string(matrix_dir.join("matrix.html"))?;
+                ensure!(html.matches("<figure><svg").count() >= 8, "each cell's charts in matrix.html");
+                // Put back: the VM's vCPU count, the collector native with its own config.
+                let st = r.must(&["vm", "status", name])?;
+                ensure!(st["guest_agent"]["vcpus"].as_array().map(Vec::len) == Some(vcpus), "{st}");
+                let status = r.must(&["collector", "status", name])?;
+                ensure!(status["mode"] == "native" && status["answers_via_forward"] == true, "{status}");
+                let cfg = r.guest("sudo cat /etc/serviceradar/checkers/sysmon-vm.json")?;
+                ensure!(!cfg.contains("otlp") && !cfg.contains("validate-throttle"), "collector config not restored: {cfg}");
+                ensure!(r.guest("sudo docker ps -q")?.trim().is_empty(), "a container was left running");
+                Ok(())
+            },
+        );
+        r.if_failed(|r| {
+            let _ = r.sysmonvm(&["collector", "install", name, "--mode", "native"]);
+        });
+    }
+
     r.independent("vm status shows the guest agent's facts", |r| {
         let v = r.must(&["vm", "status", name])?;
         ensure!(v["state"] == "running" && v["qmp_status"] == "running" && v["ssh_reachable"] == true, "{v}");

@@ -166,6 +166,20 @@ pub struct ValidateArgs {
     /// Fail when no frequency check is comparable (use it on real hardware in CI).
     #[arg(long)]
     pub require_frequency: bool,
+    /// Run the collector in this mode for the run (native, container, container-sys-ro,
+    /// privileged) [default: the VM's]; the VM's own mode is put back afterwards.
+    #[arg(long, value_parser = parse_mode, conflicts_with = "matrix")]
+    pub mode: Option<sysmonvm::guest::collector_mode::CollectorMode>,
+    /// Run one validate per cell of these axes and write one report over them:
+    /// `smp=1,2 mode=native,container,container-sys-ro,privileged [governor=performance,…]`.
+    /// An axis left out takes the VM's own value; one boot per vCPU count; the VM is put back
+    /// as it was. Report in --report [default: the VM's directory, validate-matrix/].
+    #[arg(long, num_args = 1.., value_name = "AXIS=V1,V2")]
+    pub matrix: Vec<String>,
+    /// With --matrix: go on with the interrupted matrix in the report directory, keeping its
+    /// finished cells.
+    #[arg(long, requires = "matrix")]
+    pub resume: bool,
 }
 
 #[derive(Args, Clone, Default)]

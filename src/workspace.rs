@@ -51,6 +51,8 @@ pub struct VmPaths {
     pub state: PathBuf,
     /// Where `validate` writes its report by default.
     pub validate_dir: PathBuf,
+    /// `validate --matrix`'s report (matrix.json/.md/.html, cells/ID/).
+    pub validate_matrix_dir: PathBuf,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -167,6 +169,7 @@ impl Workspace {
             lock: self.vm_locks_dir().join(format!("vm-{name}.lock")),
             state: f(VM_STATE_FILE),
             validate_dir: f("validate"),
+            validate_matrix_dir: f("validate-matrix"),
             dir,
         })
     }

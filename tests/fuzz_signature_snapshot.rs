@@ -503,11 +503,36 @@ fn host_uses(snapshots: &[Snapshot]) {
         summary: report::Summary::of(&found, exit_status),
         checks: found,
         rollups,
+        collector: report::CollectorSeen::of("container", snapshots, sysmonvm::validate::THROTTLE_CGROUP),
     };
     let _ = report::markdown(&r);
     let charts = report::charts(&r, &rows);
     let html = report::html(&r, &charts);
     assert!(!html.contains("<script>"), "guest text reached the HTML report unescaped");
+    // The matrix's row of it, its table and its page: guest text (the failing sources' warnings)
+    // escaped there too.
+    use sysmonvm::validate::matrix;
+    let spec =
+        matrix::CellSpec { smp: 2, mode: sysmonvm::guest::collector_mode::CollectorMode::Container, governor: None };
+    let cell = matrix::cell_of(spec, &r, "2026-01-01T00:00:00Z");
+    let m = matrix::MatrixReport {
+        schema: matrix::SCHEMA.into(),
+        vm: "fuzz".into(),
+        profile: r.profile.clone(),
+        accel: r.accel.clone(),
+        started: r.started.clone(),
+        finished: None,
+        complete: false,
+        axes: matrix::Axes { smp: vec![2], mode: vec![cell.spec.mode], governor: vec![] },
+        settings: r.settings.clone(),
+        restore: matrix::Restore { smp: 2, mode: Default::default() },
+        governor_axis: vec![],
+        summary: matrix::MatrixSummary::of(std::slice::from_ref(&cell)),
+        cells: vec![cell],
+    };
+    let _ = matrix::markdown(&m);
+    let page = matrix::html(&m, &Default::default());
+    assert!(!page.contains("<script>"), "guest text reached the matrix page unescaped");
     let _ = serde_json::to_string(&r).expect("the report serialises");
     for s in snapshots {
         let families = sysmon_collector::metrics::families(s);

@@ -44,6 +44,7 @@ fn every_documented_command_has_a_table() {
         "collector install",
         "collector status",
         "validate",
+        "validate --matrix",
         "doctor",
         "host monitor",
         "host install",

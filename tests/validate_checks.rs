@@ -318,6 +318,7 @@ fn the_report_files_are_written_and_read_back() {
         summary: report::Summary::of(&c, status),
         rollups: report::rollups(&rows),
         checks: c,
+        collector: Default::default(),
     };
     let d = tempfile::tempdir().unwrap();
     report::write(d.path(), &rep, &rows).unwrap();
@@ -505,4 +506,56 @@ fn usage_is_compared_over_the_same_intervals_whichever_snapshots_the_polling_saw
     let pairs = checks::matched_usage(&i, &p[0], Some(0));
     let collector = pairs.iter().map(|x| x.0).sum::<f64>() / pairs.len() as f64;
     assert!((collector - naive_collector).abs() < 1e-9, "the collector's side is what it reported");
+}
+
+/// What a run's snapshots say of the collector: its frequency sources and the sources that
+/// failed, with the first warning; validate's own throttle cgroup, absent outside its phase, is
+/// not a missing family.
+#[test]
+fn collector_seen_counts_failing_sources_but_not_validates_own_absent_cgroup() {
+    use sysmon_collector::snapshot::SourceStatus;
+    use sysmon_collector::warnings::Warning;
+    use sysmonvm::validate::report::CollectorSeen;
+    let throttle = "system.slice/sysmonvm-validate-throttle.service";
+    let with = |failing: &[(&str, &str, &str)]| {
+        let mut s = base();
+        s.sources = sysmon_collector::Source::ALL
+            .iter()
+            .map(|src| SourceStatus {
+                source: src.name().into(),
+                success: !failing.iter().any(|f| f.0 == src.name()),
+                duration_seconds: 0.001,
+            })
+            .collect();
+        s.warnings = failing
+            .iter()
+            .map(|(sub, source, message)| Warning {
+                source: source.to_string(),
+                message: message.to_string(),
+                subsystem: Some(sub.to_string()),
+            })
+            .collect();
+        s
+    };
+    let absent = format!("cgroup {throttle}");
+    let snaps = vec![
+        with(&[("containers", &absent, "named in the configuration but not found")]),
+        with(&[("filesystems", "/host/proc/1/root/", "statvfs failed: Permission denied (os error 13)")]),
+        with(&[
+            ("filesystems", "/host/proc/1/root/", "statvfs failed again"),
+            ("containers", &absent, "named in the configuration but not found"),
+        ]),
+        with(&[]),
+    ];
+    let seen = CollectorSeen::of("container-sys-ro", &snaps, throttle);
+    assert_eq!((seen.mode.as_str(), seen.snapshots), ("container-sys-ro", 4));
+    assert_eq!(seen.frequency_sources, [base().cpus[0].frequency_source.as_str()]);
+    assert_eq!(seen.sources_failed.len(), 1, "{:?}", seen.sources_failed);
+    let f = &seen.sources_failed[0];
+    assert_eq!((f.source.as_str(), f.failed), ("filesystems", 2));
+    assert_eq!(f.why, "/host/proc/1/root/: statvfs failed: Permission denied (os error 13)");
+    // Any other cgroup named and not found is the collector's to report.
+    let other =
+        vec![with(&[("containers", "cgroup system.slice/mine.service", "named in the configuration but not found")])];
+    assert_eq!(CollectorSeen::of("native", &other, throttle).sources_failed[0].source, "containers");
 }

@@ -1,7 +1,8 @@
-//! `validate`.
+//! `validate` and `validate --matrix`.
 
 use super::render::{Terminal, block_on, print_json, safe};
 use crate::{Exit, ValidateArgs};
+use sysmonvm::ops::matrix::{MatrixRequest, validate_matrix};
 use sysmonvm::ops::validate::{ValidateRequest, validate};
 use sysmonvm::validate::checks::Verdict;
 use sysmonvm::workspace::Workspace;
@@ -16,8 +17,57 @@ pub fn run(ws: &Workspace, a: ValidateArgs, json: bool) -> Exit {
         throttle_quota_pct: a.throttle_quota,
         report_dir: a.report,
         require_frequency: a.require_frequency,
+        mode: a.mode,
     };
     let sink = Terminal::new(json, false);
+    if !a.matrix.is_empty() {
+        let req = MatrixRequest { validate: req, axes: a.matrix, resume: a.resume };
+        let out = block_on(validate_matrix(ws, &req, &sink))??;
+        let r = &out.report;
+        if json {
+            print_json(&out)?;
+        } else {
+            println!(
+                "{:<34} {:<18} {:<14} {:<30} usage p95",
+                "cell", "verdict", "frequency", "metric families missing"
+            );
+            for c in &r.cells {
+                let missing: Vec<String> =
+                    c.missing.iter().map(|m| format!("{} ({}/{})", m.source, m.failed, c.snapshots)).collect();
+                println!(
+                    "{:<34} {:<18} {:<14} {:<30} {}",
+                    c.id,
+                    c.verdict,
+                    c.frequency_sources.join(","),
+                    safe(&if c.error.is_some() {
+                        "-".into()
+                    } else if missing.is_empty() {
+                        "none".into()
+                    } else {
+                        missing.join(", ")
+                    }),
+                    c.usage_error_p95.map(|e| format!("{e:.2} pp")).unwrap_or_else(|| "-".into())
+                );
+                if let Some(e) = &c.error {
+                    println!("  did not finish: {}", safe(e));
+                }
+            }
+            for g in r.governor_axis.iter().filter(|g| !g.applicable) {
+                println!("governor axis at smp={}: not applicable: {}", g.smp, safe(g.why.as_deref().unwrap_or("")));
+            }
+            println!(
+                "validate --matrix: {} — {} cells: {} pass, {} fail, {} nothing comparable, {} did not finish; report in {}",
+                r.summary.verdict,
+                r.summary.cells,
+                r.summary.pass,
+                r.summary.fail,
+                r.summary.nothing_comparable,
+                r.summary.errors,
+                out.report_dir.display()
+            );
+        }
+        return Ok(r.summary.exit_status);
+    }
     let out = block_on(validate(ws, &req, &sink))??;
     let r = &out.report;
     if json {
@@ -40,6 +90,9 @@ pub fn run(ws: &Workspace, a: ValidateArgs, json: bool) -> Exit {
                 err,
                 safe(c.reason.as_deref().unwrap_or(""))
             );
+        }
+        if r.collector.snapshots > 0 {
+            println!("{}", safe(&sysmonvm::validate::report::collector_line(&r.collector)));
         }
         println!(
             "validate: {} — {} pass, {} fail, {} not comparable; report in {}",

@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod host;
 pub mod image;
+pub mod matrix;
 pub mod profile;
 pub mod provision;
 pub mod up;

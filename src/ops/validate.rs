@@ -6,6 +6,7 @@
 use super::events::{Event, Silent, Sink};
 use super::provision::{InstallRequest, collector_install_locked};
 use super::{OpError, Result};
+use crate::guest::collector_mode::CollectorMode;
 use crate::ssh::{ExecOptions, SshSession};
 use crate::validate::checks::{self, HostPoint, Inputs, PhaseKind, PhaseWindow};
 use crate::validate::receiver::unix_now as now;
@@ -34,6 +35,9 @@ pub struct ValidateRequest {
     /// [default: the VM's directory, validate/].
     pub report_dir: Option<PathBuf>,
     pub require_frequency: bool,
+    /// Run the collector in this mode for the run [default: the VM's]; the VM's own mode is put
+    /// back afterwards.
+    pub mode: Option<CollectorMode>,
 }
 
 /// The shortest phase whose readings mean anything (warm-up plus a few intervals).
@@ -115,16 +119,53 @@ async fn poll_snapshots(url: &str, interval: Duration, until: Instant) -> Vec<Sn
 
 pub async fn validate(ws: &Workspace, req: &ValidateRequest, sink: &dyn Sink) -> Result<ValidateReport> {
     let name = super::pick_vm(ws, req.name.as_deref())?;
+    check_request(req)?;
+    let _lock = super::lock_vm(ws, &name, sink).await?;
+    validate_locked(ws, &name, req, sink).await
+}
+
+/// The settings a report records: the request's, with the warm-up and the OTLP latency limit
+/// validate derives.
+pub fn settings_of(req: &ValidateRequest) -> report::Settings {
+    let interval = req.interval.as_secs_f64();
+    report::Settings {
+        phases: req.phases.iter().map(|p| p.as_str().to_string()).collect(),
+        duration_per_phase_s: req.duration_per_phase.as_secs_f64(),
+        interval_s: interval,
+        // The collector's rates need a few intervals after a phase's load changes.
+        warmup_s: (3.0 * interval).max(3.0),
+        tolerance_pct: req.tolerance_pct,
+        latency_limit_s: 15.0,
+        throttle_quota_pct: req.throttle_quota_pct,
+        require_frequency: req.require_frequency,
+    }
+}
+
+/// What a request must hold before anything in the guest changes.
+pub fn check_request(req: &ValidateRequest) -> Result<()> {
     if req.phases.is_empty() {
         return Err(OpError::Invalid("--phases names no phase".into()));
     }
     if req.duration_per_phase < MIN_PHASE {
         return Err(OpError::Invalid(format!("--duration-per-phase must be at least {}s", MIN_PHASE.as_secs())));
     }
+    Ok(())
+}
+
+/// [`validate`] with the VM's lock held by the caller (the matrix holds it across its cells).
+pub async fn validate_locked(
+    ws: &Workspace,
+    name: &str,
+    req: &ValidateRequest,
+    sink: &dyn Sink,
+) -> Result<ValidateReport> {
+    check_request(req)?;
+    let name = name.to_string();
     let paths = ws.vm(&name)?;
     let report_dir = req.report_dir.clone().unwrap_or_else(|| paths.validate_dir.clone());
-    let _lock = super::lock_vm(ws, &name, sink).await?;
     let state = vm::load_state(&paths)?;
+    let own_mode = state.collector_mode;
+    let mode = req.mode.unwrap_or(own_mode);
     let fwd = vm::forwarded(&state, state.profile.collector.port).ok_or_else(|| {
         OpError::Invalid(format!(
             "the profile forwards no host port to the collector's port {}: validate reads it through that forward",
@@ -146,17 +187,18 @@ pub async fn validate(ws: &Workspace, req: &ValidateRequest, sink: &dyn Sink) ->
         otlp_endpoint: Some(format!("http://10.0.2.2:{}", recv.port)),
         otlp_headers: [("Authorization".to_string(), recv.authorization())].into(),
         cgroups: vec![validate::THROTTLE_CGROUP.into()],
+        mode: Some(mode),
         ..Default::default()
     };
     collector_install_locked(ws, &name, &configure, &Silent).await?;
 
     let result = measure(ws, &paths, req, fwd, sink).await;
 
-    // Put the collector back as `up` installs it, whatever happened.
+    // Put the collector back as `up` installs it, in the VM's own mode, whatever happened.
     let restore = collector_install_locked(
         ws,
         &name,
-        &InstallRequest { name: Some(name.clone()), ..Default::default() },
+        &InstallRequest { name: Some(name.clone()), mode: Some(own_mode), ..Default::default() },
         &Silent,
     )
     .await;
@@ -175,6 +217,7 @@ pub async fn validate(ws: &Workspace, req: &ValidateRequest, sink: &dyn Sink) ->
         ));
     }
     let interval = req.interval.as_secs_f64();
+    let settings = settings_of(req);
     let inputs = Inputs {
         phases: &windows,
         collector: &snapshots,
@@ -182,12 +225,12 @@ pub async fn validate(ws: &Workspace, req: &ValidateRequest, sink: &dyn Sink) ->
         perf: &perf,
         perf_missing,
         interval,
-        warmup: (3.0 * interval).max(3.0),
+        warmup: settings.warmup_s,
         tolerance: req.tolerance_pct,
         throttle_cgroup: validate::THROTTLE_CGROUP,
         throttle_quota_pct: req.throttle_quota_pct,
         otlp: &otlp,
-        latency_limit: 15.0,
+        latency_limit: settings.latency_limit_s,
         host: &host_points,
         host_missing,
     };
@@ -203,22 +246,14 @@ pub async fn validate(ws: &Workspace, req: &ValidateRequest, sink: &dyn Sink) ->
         vm: name.clone(),
         profile: state.profile.name.clone(),
         accel: state.accel.map(|x| x.as_str().to_string()).unwrap_or_default(),
-        settings: report::Settings {
-            phases: req.phases.iter().map(|p| p.as_str().to_string()).collect(),
-            duration_per_phase_s: req.duration_per_phase.as_secs_f64(),
-            interval_s: interval,
-            warmup_s: inputs.warmup,
-            tolerance_pct: req.tolerance_pct,
-            latency_limit_s: inputs.latency_limit,
-            throttle_quota_pct: req.throttle_quota_pct,
-            require_frequency: req.require_frequency,
-        },
+        settings,
         phases: windows.clone(),
         clock_offset_s: offset.0,
         clock_offset_uncertainty_s: offset.1,
         summary: report::Summary::of(&all, status),
         rollups: report::rollups(&rows),
         checks: all,
+        collector: report::CollectorSeen::of(mode.as_str(), &snapshots, validate::THROTTLE_CGROUP),
     };
     report::write(&report_dir, &r, &rows)
         .map_err(OpError::io(format!("writing the report to {}", report_dir.display())))?;

@@ -4,6 +4,7 @@
 //! perf parsers, the checks, the report — and the OTLP receiver; `commands/validate.rs` runs them.
 
 pub mod checks;
+pub mod matrix;
 pub mod perfstat;
 pub mod receiver;
 pub mod refs;

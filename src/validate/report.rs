@@ -11,7 +11,7 @@ use std::path::Path;
 
 pub const SCHEMA: &str = "sysmonvm-validate/1";
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
     pub phases: Vec<String>,
     pub duration_per_phase_s: f64,
@@ -97,6 +97,67 @@ pub struct Report {
     pub checks: Vec<Check>,
     pub summary: Summary,
     pub rollups: Vec<Rollup>,
+    /// What the collector's snapshots showed of itself over the run; empty in older reports.
+    #[serde(default)]
+    pub collector: CollectorSeen,
+}
+
+/// What the collector reported about its own view during a run: how it ran, which frequency
+/// sources it named, and which of its sources failed (a family it could not read), with why.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CollectorSeen {
+    /// `native`, `container`, `container-sys-ro` or `privileged`.
+    pub mode: String,
+    pub snapshots: usize,
+    /// Every `frequency_source` a CPU had in any snapshot, sorted.
+    pub frequency_sources: Vec<String>,
+    /// Sources that failed in at least one snapshot, in the collector's read order.
+    pub sources_failed: Vec<FailedSource>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FailedSource {
+    pub source: String,
+    /// In how many of the run's snapshots it failed.
+    pub failed: usize,
+    /// The first warning it gave (source: message), as the collector wrote it.
+    pub why: String,
+}
+
+impl CollectorSeen {
+    /// Over a run's snapshots. Validate names `throttle_cgroup` in the collector's config, and
+    /// it exists only during the throttle phase: the collector's "named but not found" for it
+    /// is validate's doing, not a family the collector cannot read, so it is not counted.
+    pub fn of(mode: &str, snapshots: &[sysmon_collector::Snapshot], throttle_cgroup: &str) -> CollectorSeen {
+        let validates_own = |w: &sysmon_collector::warnings::Warning| {
+            w.source == format!("cgroup {throttle_cgroup}") && w.message.contains("not found")
+        };
+        let mut frequency_sources: Vec<String> =
+            snapshots.iter().flat_map(|s| s.cpus.iter().map(|c| c.frequency_source.as_str().to_string())).collect();
+        frequency_sources.sort();
+        frequency_sources.dedup();
+        let mut sources_failed: Vec<FailedSource> = Vec::new();
+        for snap in snapshots {
+            for st in snap.sources.iter().filter(|st| !st.success) {
+                let mine = |w: &&sysmon_collector::warnings::Warning| {
+                    w.subsystem.as_deref() == Some(st.source.as_str()) && !validates_own(w)
+                };
+                if !snap.warnings.iter().any(|w| mine(&w)) {
+                    continue;
+                }
+                let why = || {
+                    snap.warnings.iter().find(mine).map(|w| format!("{}: {}", w.source, w.message)).unwrap_or_default()
+                };
+                match sources_failed.iter_mut().find(|f| f.source == st.source) {
+                    Some(f) => f.failed += 1,
+                    None => sources_failed.push(FailedSource { source: st.source.clone(), failed: 1, why: why() }),
+                }
+            }
+        }
+        let order = |name: &str| sysmon_collector::Source::ALL.iter().position(|s| s.name() == name);
+        sources_failed.sort_by_key(|f| order(&f.source));
+        CollectorSeen { mode: mode.to_string(), snapshots: snapshots.len(), frequency_sources, sources_failed }
+    }
 }
 
 fn phase_of(phases: &[PhaseWindow], t: f64) -> String {
@@ -253,6 +314,26 @@ pub fn rollups_csv(rollups: &[Rollup]) -> String {
     s
 }
 
+/// One line on what the collector showed of itself: its mode, frequency sources, failing sources.
+pub fn collector_line(c: &CollectorSeen) -> String {
+    let failing = if c.sources_failed.is_empty() {
+        "every source read in every snapshot".to_string()
+    } else {
+        let list: Vec<String> = c
+            .sources_failed
+            .iter()
+            .map(|f| format!("{} ({}/{}: {})", f.source, f.failed, c.snapshots, crate::sanitize::line(&f.why)))
+            .collect();
+        format!("failing sources: {}", list.join("; "))
+    };
+    format!(
+        "Collector ({} mode, {} snapshots): frequency source {}; {failing}.",
+        c.mode,
+        c.snapshots,
+        if c.frequency_sources.is_empty() { "none".to_string() } else { c.frequency_sources.join(", ") }
+    )
+}
+
 fn verdict_word(v: Verdict) -> &'static str {
     match v {
         Verdict::Pass => "pass",
@@ -297,6 +378,9 @@ pub fn markdown(r: &Report) -> String {
         r.clock_offset_s,
         r.clock_offset_uncertainty_s
     );
+    if r.collector.snapshots > 0 {
+        s += &format!("{}\n\n", collector_line(&r.collector));
+    }
     s += "| check | phase | cpu | collector | reference | n | error | verdict | why |\n|---|---|---|---|---|---|---|---|---|\n";
     for c in &r.checks {
         s += &format!(
