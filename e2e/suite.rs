@@ -97,6 +97,7 @@ fn documented_as(args: &[&str]) -> Option<String> {
         ["vm", "list", ..] => "vm status".to_string(),
         ["collector", "uninstall", ..] => "bootstrap".to_string(),
         ["down", ..] => "vm stop".to_string(),
+        ["validate", ..] if args.contains(&"--matrix") => "validate --matrix".to_string(),
         ["vm", "ssh" | "console", ..] | ["collector", "logs", ..] | ["host", "monitor", ..] => return None,
         [cmd, sub, ..] if with_sub => format!("{cmd} {sub}"),
         [cmd, ..] => cmd.to_string(),

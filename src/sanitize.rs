@@ -35,6 +35,30 @@ pub fn line(raw: &str) -> String {
     terminal(raw).replace(['\n', '\t'], " ")
 }
 
+/// Guest text for a Markdown report: one line ([`line`]), at most `max` characters, with every
+/// character Markdown or the HTML it may carry gives meaning to escaped, so it can neither end a
+/// table cell nor become a link, an image or a tag.
+pub fn markdown(raw: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (n, c) in line(raw).chars().enumerate() {
+        if n == max {
+            out.push('…');
+            break;
+        }
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '!' | '(' | ')' => {
+                out.push('\\');
+                out.push(c);
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
 /// CSI: parameter and intermediate bytes up to a final byte in `@`..=`~`.
 fn skip_csi(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
     for d in chars.by_ref() {
@@ -63,6 +87,15 @@ fn skip_string(chars: &mut std::iter::Peekable<std::str::Chars<'_>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_text_in_markdown_is_one_inert_line() {
+        let hostile = "a|b\n<img src=x onerror=alert(1)> [x](javascript:alert(1)) `code` \u{1b}[2J";
+        let md = markdown(hostile, 200);
+        assert_eq!(md, "a\\|b &lt;img src=x onerror=alert\\(1\\)&gt; \\[x\\]\\(javascript:alert\\(1\\)\\) \\`code\\` ");
+        assert!(!md.contains('\n') && !md.contains('<'));
+        assert_eq!(markdown("abcdef", 3), "abc…");
+    }
 
     #[test]
     fn control_functions_go_and_text_stays() {

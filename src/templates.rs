@@ -28,6 +28,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("validate-perf.sh.j2", include_str!("../templates/guest/validate-perf.sh.j2")),
     ("validate-stress-ng-probe.sh.j2", include_str!("../templates/guest/validate-stress-ng-probe.sh.j2")),
     ("collector-status.sh.j2", include_str!("../templates/guest/collector-status.sh.j2")),
+    ("matrix-cpufreq-probe.sh.j2", include_str!("../templates/guest/matrix-cpufreq-probe.sh.j2")),
+    ("matrix-set-governors.sh.j2", include_str!("../templates/guest/matrix-set-governors.sh.j2")),
     ("upload.sh.j2", include_str!("../templates/guest/upload.sh.j2")),
     ("host-monitor.plist.j2", include_str!("../templates/launchd/host-monitor.plist.j2")),
     ("serviceradar-sysmon-vm.service.j2", include_str!("../templates/systemd/serviceradar-sysmon-vm.service.j2")),

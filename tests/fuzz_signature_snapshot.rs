@@ -525,7 +525,7 @@ fn host_uses(snapshots: &[Snapshot]) {
         complete: false,
         axes: matrix::Axes { smp: vec![2], mode: vec![cell.spec.mode], governor: vec![] },
         settings: r.settings.clone(),
-        restore: matrix::Restore { smp: 2, mode: Default::default() },
+        restore: matrix::Restore { smp: 2, mode: Default::default(), governors: vec![] },
         governor_axis: vec![],
         summary: matrix::MatrixSummary::of(std::slice::from_ref(&cell)),
         cells: vec![cell],

@@ -302,7 +302,7 @@ async fn a_status_probe_cut_at_its_cap_says_so() {
     };
     let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
     let sink = Collected::default();
-    let probe = read_status_probe(&session, "lab", Default::default(), &sink).await.unwrap();
+    let probe = read_status_probe(&session, "lab", Default::default(), false, &sink).await.unwrap();
     assert_eq!(probe.properties.get("ActiveState").map(String::as_str), Some("active"));
     assert_eq!(probe.properties.get("version").map(String::as_str), Some("sysmon-collector 0.1.0"));
     let kept = STATUS_OUTPUT_CAP as u64;
@@ -321,7 +321,7 @@ async fn a_status_probe_cut_at_its_cap_says_so() {
     s.reconfigure("ForceCommand echo ActiveState=inactive");
     let session = common::sshd::connect(&s.target(), Duration::from_secs(30)).await;
     let sink = Collected::default();
-    let probe = read_status_probe(&session, "lab", Default::default(), &sink).await.unwrap();
+    let probe = read_status_probe(&session, "lab", Default::default(), false, &sink).await.unwrap();
     assert_eq!(probe.properties.get("ActiveState").map(String::as_str), Some("inactive"));
     assert!(probe.warnings.is_empty() && sink.events().is_empty());
     session.close().await;

@@ -60,16 +60,16 @@ pub fn warn_limits(view: &ContainerView, source: Source, roots: &Roots, w: &mut 
             &roots.host_view("net/dev"),
             format!(
                 "in a container ({inside}): these are the container's own network interfaces, not the host's; \
-                 mount the host's /proc read-only (e.g. at /host/proc) and pass --host-procfs /host/proc, \
-                 or run with --network=host"
+                 mount the host's /proc read-only (e.g. at /host/proc) and pass --host-procfs /host/proc \
+                 (with --network=host, --host-procfs /proc)"
             ),
         ),
         Source::Filesystems if !host_procfs => w.file(
             &roots.host_view("mounts"),
             format!(
                 "in a container ({inside}): this is the container's own mount table, not the host's; \
-                 pass --host-procfs with the host's /proc and its pid namespace (--pid=host), \
-                 or mount the host's / and pass --rootfs"
+                 mount the host's /proc and / read-only and pass --host-procfs and --rootfs there \
+                 (with --privileged --pid=host, --host-procfs /proc alone)"
             ),
         ),
         Source::Containers if view.own_cgroup_namespace => w.file(

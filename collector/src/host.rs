@@ -25,12 +25,18 @@ pub fn read_facts(roots: &Roots, warnings: &mut Warnings) -> HostFacts {
     let hostname = one_line("sys/kernel/hostname");
     let kernel = one_line("sys/kernel/osrelease");
     const OS_RELEASE: [&str; 2] = ["etc/os-release", "usr/lib/os-release"];
-    // The root's own, then (in a container that shares the host's pid namespace and may follow
-    // its init's root) the host's.
-    let mut tried: Vec<std::path::PathBuf> = OS_RELEASE.iter().map(|p| roots.rootfs.join(p)).collect();
-    if let Some(host_root) = roots.host_init("root") {
-        tried.extend(OS_RELEASE.iter().map(|p| host_root.join(p)));
-    }
+    // With the host's procfs, the host init's root comes first (a container image may carry an
+    // os-release of its own, which is not the host's), unless --rootfs names the host's root;
+    // then the other (a container that may not follow the init's root, with the host's
+    // os-release mounted in its own /etc).
+    let own: Vec<std::path::PathBuf> = OS_RELEASE.iter().map(|p| roots.rootfs.join(p)).collect();
+    let host: Vec<std::path::PathBuf> =
+        roots.host_init("root").map(|r| OS_RELEASE.iter().map(|p| r.join(p)).collect()).unwrap_or_default();
+    let tried: Vec<std::path::PathBuf> = if roots.rootfs == std::path::Path::new("/") {
+        host.into_iter().chain(own).collect()
+    } else {
+        own.into_iter().chain(host).collect()
+    };
     // Through the collector's reader, so an endless file in its place is refused, not read forever.
     let os_release = tried.iter().find_map(|p| crate::files::read_text(p).ok());
     let os = match os_release {

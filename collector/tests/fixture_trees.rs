@@ -447,7 +447,7 @@ fn container_on_debian_guest() -> Tree {
     t.copy_fixture("debian12-docker-guest/container-proc-mounts", "proc/mounts");
     t.copy_fixture("debian12-docker-guest/host-proc-1-net-dev", "host/proc/1/net/dev");
     t.copy_fixture("debian12-docker-guest/host-proc-1-mounts", "host/proc/1/mounts");
-    t.write("host/proc/1/root/etc/os-release", "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\n");
+    t.write("host/proc/1/root/etc/os-release", "PRETTY_NAME=\"the host's Debian 12\"\n");
     std::fs::remove_file(t.path("etc/os-release")).unwrap();
     t
 }
@@ -473,13 +473,15 @@ fn in_a_container_the_narrowed_sources_say_so_and_the_host_procfs_gives_the_host
     }
     assert_eq!(snap.host.os, None, "the tree has no os-release of its own");
 
-    // The host's /proc mounted and named: the host init's network, mounts and os-release.
-    let roots = sysmon_collector::Roots { host_procfs: Some(t.path("host/proc")), ..t.roots() };
+    // The host's /proc mounted and named: the host init's network, mounts and os-release. The
+    // container's own root is `/` (no --rootfs): mount points and os-release are reached through
+    // the host init's root, which comes before the container's own os-release.
+    let roots = sysmon_collector::Roots { host_procfs: Some(t.path("host/proc")), rootfs: "/".into(), ..t.roots() };
     let mounted = ContainerView { own_cgroup_namespace: false, ..view };
     let options = SamplerOptions { container: Some(mounted), ..in_container };
     let snap = Sampler::new(roots, options).sample_at(Instant::now());
     assert_eq!(interfaces(&snap), ["lo", "enp0s3", "docker0", "veth20f01b1"], "the host init's netns, as recorded");
-    assert_eq!(snap.host.os.as_deref(), Some("Debian GNU/Linux 12 (bookworm)"), "through the host init's root");
+    assert_eq!(snap.host.os.as_deref(), Some("the host's Debian 12"), "through the host init's root");
     // "/dev/vda2 / ext4" is the host's one real filesystem; statvfs reaches it through 1/root.
     let mounts: Vec<&str> = snap.filesystems.iter().map(|f| f.mountpoint.as_str()).collect();
     assert_eq!(mounts, ["/"], "{:?}", snap.warnings);

@@ -178,10 +178,13 @@ pub const ADDRESS_PROBE: &str = "ip -4 route get 1.1.1.1 2>/dev/null; echo ---; 
 /// running container's version and its image's content label (`image_content_sha256`).
 pub fn status_probe(
     mode: super::collector_mode::CollectorMode,
+    ssh_user_is_root: bool,
 ) -> Result<crate::guest::command::GuestCommand, crate::templates::TemplateError> {
     let mut context = serde_json::to_value(Names { container: mode.is_container(), ..names("") })
         .expect("the template's names serialise");
     context["label"] = super::collector_image::CONTENT_LABEL.into();
+    // Docker and the stage directory are root's: through sudo unless the SSH user is root.
+    context["sudo"] = if ssh_user_is_root { "" } else { "sudo -n " }.into();
     let script = crate::templates::render("collector-status.sh.j2", &context)?;
     Ok(crate::guest::command::GuestCommand::script(script))
 }

@@ -1,20 +1,22 @@
 //! `validate --matrix`: one validate per cell (`validate::matrix`), one boot per vCPU count, the
 //! modes (and governors, where the guest has cpufreq) within it. A cell that fails is a row of
 //! the table, never the end of the matrix; `matrix.json` is written after every cell, so an
-//! interrupted matrix goes on with `--resume`. The VM is put back as it was (its vCPU count and
-//! collector mode) at the end, also after a resumed run.
+//! interrupted matrix goes on with `--resume`. How the VM was before (its vCPU count, collector
+//! mode and cpufreq governors) is recorded in `matrix.json` before anything changes and put back
+//! at the end, after an error that ends the matrix, and by a later run over an interrupted one.
 
-use super::events::{Event, Sink};
+use super::events::{Event, Silent, Sink};
+use super::provision::{InstallRequest, collector_install_locked};
 use super::validate::{ValidateRequest, check_request, settings_of, validate_locked};
 use super::vm::{resolve_accel, start_locked};
 use super::{OpError, Result};
 use crate::guest::command::GuestCommand;
-use crate::validate::matrix::{self, CellSpec, GovernorAxis, MatrixReport, Restore};
+use crate::validate::matrix::{self, CellSpec, Cpufreq, GovernorAxis, MatrixReport, PolicyGovernor, Restore};
 use crate::validate::receiver::unix_now as now;
 use crate::vm;
 use crate::workspace::Workspace;
 use serde::Serialize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 #[derive(Debug, Clone)]
@@ -38,108 +40,162 @@ pub struct MatrixOutcome {
 
 /// How long the guest gets to shut down cleanly before a vCPU change.
 const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(90);
+/// What is kept of a cpufreq probe or a governor script's output: a few lines per policy.
+const PROBE_OUTPUT_CAP: usize = 64 << 10;
 
 fn rfc3339(t: f64) -> String {
     sysmon_collector::host::rfc3339((t * 1e9) as u64)
 }
 
-/// Boots the VM again with `smp` vCPUs: a clean shutdown, the count in its state, a start that
-/// waits for SSH as `vm start --wait` does.
-async fn reboot_with(ws: &Workspace, name: &str, smp: u32, sink: &dyn Sink) -> Result<()> {
-    let paths = ws.vm(name)?;
-    sink.emit(Event::PhaseStarted { phase: "matrix boot".into(), detail: Some(format!("{name} with {smp} vCPUs")) });
-    vm::stop(&paths, false, SHUTDOWN_TIMEOUT).await?;
-    let mut state = vm::load_state(&paths)?;
-    state.profile.smp = smp;
-    vm::save_state(&paths, &state)?;
-    let decision = resolve_accel(ws, state.profile.accel, &state.profile, true, sink).await?;
-    start_locked(ws, name, decision.accel, true, None, sink).await?;
+/// Starts the VM with the accelerator it ran with (`state.json`'s), else as `vm start` would.
+async fn start_as_before(ws: &Workspace, name: &str, sink: &dyn Sink) -> Result<()> {
+    let state = vm::load_state(&ws.vm(name)?)?;
+    let accel = match state.accel {
+        Some(a) => a,
+        None => resolve_accel(ws, state.profile.accel, &state.profile, true, sink).await?.accel,
+    };
+    start_locked(ws, name, accel, true, None, sink).await?;
     Ok(())
 }
 
-/// The guest's cpufreq policies and the governors each offers, as `policyN: g1 g2` lines.
-fn governors_probe() -> GuestCommand {
-    GuestCommand::script(
-        "for p in /sys/devices/system/cpu/cpufreq/policy*; do [ -r \"$p/scaling_available_governors\" ] && \
-         echo \"${p##*/}: $(cat \"$p/scaling_available_governors\")\"; done; true",
-    )
+fn set_smp(ws: &Workspace, name: &str, smp: u32) -> Result<u32> {
+    let paths = ws.vm(name)?;
+    let mut state = vm::load_state(&paths)?;
+    let before = state.profile.smp;
+    state.profile.smp = smp;
+    vm::save_state(&paths, &state)?;
+    Ok(before)
 }
 
-/// Sets every policy's governor (`governor` was checked by `matrix::parse_axes`: lower-case
-/// letters, digits and `_` only) and prints the ones it replaced, to put back.
-fn set_governor(governor: &str) -> GuestCommand {
-    GuestCommand::script(format!(
-        "for f in /sys/devices/system/cpu/cpufreq/policy*/scaling_governor; do \
-         echo \"$f $(cat \"$f\")\"; echo {governor} | sudo -n tee \"$f\" >/dev/null || exit 1; done"
-    ))
-}
-
-/// Puts back what [`set_governor`] printed (`PATH GOVERNOR` lines).
-fn restore_governors(previous: &str) -> Option<GuestCommand> {
-    let mut lines = Vec::new();
-    for l in previous.lines() {
-        let (path, g) = l.split_once(' ')?;
-        let policy_file = path.starts_with("/sys/devices/system/cpu/cpufreq/policy")
-            && path.ends_with("/scaling_governor")
-            && path.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'/' || b == b'_');
-        let governor_ok = !g.is_empty() && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
-        if !policy_file || !governor_ok {
-            return None;
-        }
-        lines.push(format!("echo {g} | sudo -n tee {path} >/dev/null"));
+/// Boots the VM again with `smp` vCPUs: a clean shutdown, the count in its state, a start that
+/// waits for SSH. A count QEMU cannot start with is taken back and the VM started as it was.
+async fn reboot_with(ws: &Workspace, name: &str, smp: u32, sink: &dyn Sink) -> Result<()> {
+    let paths = ws.vm(name)?;
+    sink.emit(Event::PhaseStarted { phase: "matrix boot".into(), detail: Some(format!("{name} with {smp} vCPUs")) });
+    let stop = vm::stop(&paths, false, SHUTDOWN_TIMEOUT).await?;
+    if stop.was_running && !stop.clean {
+        sink.warning(format!("VM {name} did not shut down cleanly ({}) before its vCPU change", stop.how));
     }
-    (!lines.is_empty()).then(|| GuestCommand::script(lines.join("\n")))
+    let before = set_smp(ws, name, smp)?;
+    if let Err(e) = start_as_before(ws, name, sink).await {
+        let _ = vm::stop(&paths, true, SHUTDOWN_TIMEOUT).await;
+        set_smp(ws, name, before)?;
+        if let Err(again) = start_as_before(ws, name, sink).await {
+            sink.warning(format!(
+                "VM {name} did not start again with its {before} vCPUs either: {}",
+                crate::errors::chain(&again)
+            ));
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
-async fn guest_run(ws: &Workspace, name: &str, cmd: &GuestCommand) -> Result<String> {
+/// Runs a short guest script over its own session, its output capped; a cut is a warning.
+async fn guest_run(ws: &Workspace, name: &str, cmd: &GuestCommand, sink: &dyn Sink) -> Result<String> {
     let paths = ws.vm(name)?;
     let (_, session) = vm::connect(ws, &paths).await?;
     let line = cmd.render();
-    let out = session.exec(&line).await;
+    let what = "validate --matrix's cpufreq script";
+    let out = session.exec_with(&line, crate::ssh::ExecOptions::default().max_output(PROBE_OUTPUT_CAP)).await;
     session.close().await;
-    let out = out.map_err(|source| OpError::Ssh { vm: name.to_string(), command: line.clone(), source })?;
+    let out = out.map_err(|source| OpError::Ssh { vm: name.to_string(), command: what.into(), source })?;
+    if let Some(w) = out.cut_warning(what, PROBE_OUTPUT_CAP) {
+        sink.warning(w);
+    }
     if out.status != 0 {
         return Err(OpError::Failed {
-            what: format!("`{}` failed ({})", crate::sanitize::line(&line), out.status),
+            what: format!("{what} failed ({})", out.status),
             detail: crate::sanitize::line(String::from_utf8_lossy(&out.stderr).trim()),
         });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// One cell: its governor set (when it has one), its validate, the governors put back.
+async fn read_cpufreq(ws: &Workspace, name: &str, sink: &dyn Sink) -> Result<Cpufreq> {
+    let probe = GuestCommand::script(crate::templates::render("matrix-cpufreq-probe.sh.j2", &())?);
+    let c = matrix::parse_cpufreq(&guest_run(ws, name, &probe, sink).await?);
+    if c.unreadable_lines > 0 {
+        sink.warning(format!("the guest's cpufreq probe printed {} line(s) that are no policy's", c.unreadable_lines));
+    }
+    Ok(c)
+}
+
+async fn set_governors(ws: &Workspace, name: &str, policies: &[PolicyGovernor], sink: &dyn Sink) -> Result<()> {
+    if policies.is_empty() {
+        return Ok(());
+    }
+    // Names are checked again here: only what matrix::parse_cpufreq / parse_axes let through.
+    if !policies.iter().all(|p| matrix::valid_policy(&p.policy) && matrix::valid_governor(&p.governor)) {
+        return Err(OpError::Invalid("a cpufreq policy or governor name that is not one".into()));
+    }
+    let root = vm::load_state(&ws.vm(name)?)?.profile.ssh.is_root();
+    let script = crate::templates::render("matrix-set-governors.sh.j2", &serde_json::json!({ "policies": policies }))?;
+    guest_run(ws, name, &GuestCommand::script(script).as_root(root), sink).await.map(|_| ())
+}
+
+/// Puts the recorded governors back on the policies the guest has now.
+async fn restore_governors(ws: &Workspace, name: &str, recorded: &[PolicyGovernor], sink: &dyn Sink) -> Result<()> {
+    if recorded.is_empty() {
+        return Ok(());
+    }
+    let now = read_cpufreq(ws, name, sink).await?;
+    set_governors(ws, name, &matrix::governors_to_restore(recorded, &now.current), sink).await
+}
+
+/// What every cell of one boot shares: the validate request, the guest's cpufreq as probed after
+/// the boot, the governors to put back after a governed cell.
+struct BootCells<'a> {
+    base: &'a ValidateRequest,
+    cpufreq: &'a Cpufreq,
+    governors: &'a [PolicyGovernor],
+}
+
+/// One cell: its governor set on every policy (when it has one), its validate, the recorded
+/// governors put back.
 async fn run_cell(
     ws: &Workspace,
     name: &str,
     spec: &CellSpec,
-    base: &ValidateRequest,
-    dir: &std::path::Path,
-    axis: Option<&GovernorAxis>,
+    cell_dir: &Path,
+    boot: &BootCells<'_>,
     sink: &dyn Sink,
 ) -> Result<crate::validate::report::Report> {
-    let mut previous = None;
+    let BootCells { base, cpufreq, governors } = boot;
     if let Some(g) = &spec.governor {
-        if let Some(axis) = axis.filter(|a| !a.available.iter().any(|x| x == g)) {
+        if !cpufreq.available.iter().any(|x| x == g) {
             return Err(OpError::Invalid(format!(
                 "governor {g} is not offered by the guest's cpufreq (available: {})",
-                axis.available.join(", ")
+                cpufreq.available.join(", ")
             )));
         }
-        previous = Some(guest_run(ws, name, &set_governor(g)).await?);
+        let all: Vec<PolicyGovernor> =
+            cpufreq.current.iter().map(|p| PolicyGovernor { policy: p.policy.clone(), governor: g.clone() }).collect();
+        set_governors(ws, name, &all, sink).await?;
     }
-    let req = ValidateRequest {
-        mode: Some(spec.mode),
-        report_dir: Some(dir.join(matrix::CELLS_DIR).join(spec.id())),
-        ..base.clone()
-    };
+    let req = ValidateRequest { mode: Some(spec.mode), report_dir: Some(cell_dir.to_path_buf()), ..(*base).clone() };
     let result = validate_locked(ws, name, &req, sink).await;
-    if let Some(cmd) = previous.as_deref().and_then(restore_governors) {
-        let put_back = guest_run(ws, name, &cmd).await;
-        if let Err(e) = put_back {
-            sink.warning(format!("the guest's cpufreq governors were not put back: {}", crate::errors::chain(&e)));
-        }
+    if spec.governor.is_some()
+        && let Err(e) = restore_governors(ws, name, governors, sink).await
+    {
+        sink.warning(format!("the guest's cpufreq governors were not put back: {}", crate::errors::chain(&e)));
     }
     Ok(result?.report)
+}
+
+/// Puts the VM back as `restore` says: its vCPU count (a boot, also when it was left stopped),
+/// its collector mode with its own config, its governors.
+async fn put_back(ws: &Workspace, name: &str, restore: &Restore, sink: &dyn Sink) -> Result<()> {
+    let paths = ws.vm(name)?;
+    let state = vm::load_state(&paths)?;
+    if state.profile.smp != restore.smp {
+        reboot_with(ws, name, restore.smp, sink).await?;
+    } else if vm::running_pid(&paths).is_none() {
+        start_as_before(ws, name, sink).await?;
+    }
+    let install = InstallRequest { name: Some(name.to_string()), mode: Some(restore.mode), ..Default::default() };
+    collector_install_locked(ws, name, &install, &Silent).await?;
+    restore_governors(ws, name, &restore.governors, sink).await
 }
 
 pub async fn validate_matrix(ws: &Workspace, req: &MatrixRequest, sink: &dyn Sink) -> Result<MatrixOutcome> {
@@ -149,90 +205,167 @@ pub async fn validate_matrix(ws: &Workspace, req: &MatrixRequest, sink: &dyn Sin
     let dir = req.validate.report_dir.clone().unwrap_or_else(|| paths.validate_matrix_dir.clone());
     let _lock = super::lock_vm(ws, &name, sink).await?;
     let state = vm::load_state(&paths)?;
+    let previous = matrix::read(&dir).map_err(|e| {
+        OpError::Invalid(format!("{e}: the matrix report cannot be read; remove it or give another --report"))
+    })?;
+    // A matrix interrupted earlier may have left this VM changed: what it recorded is how the
+    // VM was before it, also for a fresh run over it. Another VM's report says nothing of this one.
+    let inherited = previous.as_ref().filter(|p| !p.complete && p.is_of(&name, &state.profile.name));
+    let own_smp = inherited.map_or(state.profile.smp, |p| p.restore.smp);
+    let own_mode = inherited.map_or(state.collector_mode, |p| p.restore.mode);
+    let axes = matrix::parse_axes(&req.axes, own_smp, own_mode).map_err(OpError::Invalid)?;
+    let settings = settings_of(&req.validate);
+    if req.resume {
+        match &previous {
+            None => {
+                return Err(OpError::Invalid(format!(
+                    "--resume: no matrix to go on with in {} (no {})",
+                    dir.display(),
+                    matrix::REPORT_FILE
+                )));
+            }
+            Some(p) => {
+                if let Some(why) = p.resume_mismatch(&name, &state.profile.name, &axes, &settings) {
+                    return Err(OpError::Invalid(format!(
+                        "--resume: the matrix in {} is another one: {why}; run without --resume to start over",
+                        dir.display()
+                    )));
+                }
+            }
+        }
+    }
     if vm::running_pid(&paths).is_none() {
         // An interrupted matrix may have stopped the VM on its way to another vCPU count.
-        if !req.resume {
+        if inherited.is_none() {
             return Err(OpError::Invalid(format!(
                 "VM {name} is not running: start it first (sysmonvm vm start {name} --wait)"
             )));
         }
-        let decision = resolve_accel(ws, state.profile.accel, &state.profile, true, sink).await?;
-        start_locked(ws, &name, decision.accel, true, None, sink).await?;
+        start_as_before(ws, &name, sink).await?;
     }
-    let previous = matrix::read(&dir).map_err(OpError::Invalid)?;
-    // A matrix interrupted earlier may have left the VM at another vCPU count: what it recorded
-    // is how the VM was before it, also for a fresh run over it.
-    let restore = match &previous {
-        Some(p) if !p.complete => p.restore,
-        _ => Restore { smp: state.profile.smp, mode: state.collector_mode },
-    };
-    let axes = matrix::parse_axes(&req.axes, restore.smp, restore.mode).map_err(OpError::Invalid)?;
-    let settings = settings_of(&req.validate);
-    let mut report = match (req.resume, previous) {
-        (true, None) => {
-            return Err(OpError::Invalid(format!(
-                "--resume: no matrix to go on with in {} (no {})",
-                dir.display(),
-                matrix::REPORT_FILE
-            )));
-        }
-        (true, Some(p)) => {
-            if let Some(why) = p.resume_mismatch(&axes, &settings) {
-                return Err(OpError::Invalid(format!(
-                    "--resume: the matrix in {} is another one: {why}; run without --resume to start over",
-                    dir.display()
-                )));
-            }
-            MatrixReport { complete: false, finished: None, ..p }
-        }
-        (false, _) => MatrixReport {
-            schema: matrix::SCHEMA.into(),
-            vm: name.clone(),
-            profile: state.profile.name.clone(),
-            accel: state.accel.map(|x| x.as_str().to_string()).unwrap_or_default(),
-            started: rfc3339(now()),
-            finished: None,
-            complete: false,
-            axes: axes.clone(),
-            settings,
-            restore,
-            governor_axis: Vec::new(),
-            cells: Vec::new(),
-            summary: Default::default(),
+    let restore = match inherited {
+        Some(p) => p.restore.clone(),
+        None => Restore {
+            smp: state.profile.smp,
+            mode: state.collector_mode,
+            governors: read_cpufreq(ws, &name, sink).await?.current,
         },
+    };
+    let mut report = match (req.resume, previous) {
+        (true, Some(p)) => MatrixReport { complete: false, finished: None, ..p },
+        _ => {
+            // A fresh run: the cells of an earlier one go, so no old chart or report is linked.
+            let cells = dir.join(matrix::CELLS_DIR);
+            if cells.exists() {
+                std::fs::remove_dir_all(&cells).map_err(OpError::io(format!("removing {}", cells.display())))?;
+            }
+            MatrixReport {
+                schema: matrix::SCHEMA.into(),
+                vm: name.clone(),
+                profile: state.profile.name.clone(),
+                accel: state.accel.map(|x| x.as_str().to_string()).unwrap_or_default(),
+                started: rfc3339(now()),
+                finished: None,
+                complete: false,
+                axes: axes.clone(),
+                settings,
+                restore,
+                governor_axis: Vec::new(),
+                cells: Vec::new(),
+                summary: Default::default(),
+            }
+        }
     };
     let write = |r: &MatrixReport| {
         matrix::write(&dir, r).map_err(OpError::io(format!("writing the matrix report to {}", dir.display())))
     };
+    // Written before anything changes: `restore` must survive whatever comes next.
     write(&report)?;
-    let total = matrix::max_cells(&axes);
+    let ran = run_cells(ws, &name, req, &dir, &axes, &mut report, sink).await;
+    let restore = report.restore.clone();
+    let back = put_back(ws, &name, &restore, sink).await;
+    match (ran, back) {
+        (Ok(()), Ok(())) => {}
+        (Ok(()), Err(e)) => return Err(e),
+        (Err(e), back) => {
+            if let Err(b) = back {
+                sink.warning(format!(
+                    "the VM was not put back as it was before the matrix ({} vCPUs, {} mode): {}",
+                    restore.smp,
+                    restore.mode.as_str(),
+                    crate::errors::chain(&b)
+                ));
+            }
+            sink.warning(format!(
+                "the matrix stopped; what it finished is in {}: run the same command with --resume to go on",
+                dir.display()
+            ));
+            return Err(e);
+        }
+    }
+    report.complete = true;
+    report.finished = Some(rfc3339(now()));
+    report.summary = matrix::MatrixSummary::of(&report.cells);
+    write(&report)?;
+    Ok(MatrixOutcome { report, report_dir: dir })
+}
+
+/// Every vCPU count's cells, the report written after each. An error here (a boot that fails,
+/// the report that cannot be written) ends the matrix; a cell's own failure does not.
+async fn run_cells(
+    ws: &Workspace,
+    name: &str,
+    req: &MatrixRequest,
+    dir: &Path,
+    axes: &matrix::Axes,
+    report: &mut MatrixReport,
+    sink: &dyn Sink,
+) -> Result<()> {
+    let write = |r: &MatrixReport| {
+        matrix::write(dir, r).map_err(OpError::io(format!("writing the matrix report to {}", dir.display())))
+    };
+    let mut total = matrix::max_cells(axes);
     let mut ran = 0usize;
-    let mut current_smp = state.profile.smp;
-    for smp in matrix::smp_order(&axes, current_smp) {
+    let paths = ws.vm(name)?;
+    for smp in matrix::smp_order(axes, vm::load_state(&paths)?.profile.smp) {
         // Cells finished before an interruption are kept; a vCPU count with all its cells kept
         // needs no boot (with governors, whether they applied is known from the kept report).
         let known_axis = report.governor_axis.iter().find(|g| g.smp == smp).cloned();
-        let planned = matrix::cells_for(&axes, smp, known_axis.as_ref().is_none_or(|g| g.applicable));
+        let planned = matrix::cells_for(axes, smp, known_axis.as_ref().is_none_or(|g| g.applicable));
         if req.resume && planned.iter().all(|c| report.finished_cell(&c.id()).is_some()) {
             ran += planned.len();
             sink.info(format!("matrix: smp={smp}: every cell was finished before, kept"));
             continue;
         }
-        if current_smp != smp {
-            reboot_with(ws, &name, smp, sink).await?;
-            current_smp = smp;
+        if vm::load_state(&paths)?.profile.smp != smp {
+            reboot_with(ws, name, smp, sink).await?;
+            // A boot resets the governors the bootstrap (or the user) set.
+            restore_governors(ws, name, &report.restore.governors, sink).await?;
         }
-        let axis = if axes.governor.is_empty() {
-            None
-        } else {
-            let probe = guest_run(ws, &name, &governors_probe()).await?;
-            let axis = matrix::governor_axis(smp, &probe);
-            report.governor_axis.retain(|g| g.smp != smp);
-            report.governor_axis.push(axis.clone());
-            Some(axis)
+        let cpufreq = match read_cpufreq(ws, name, sink).await {
+            Ok(c) => c,
+            Err(e) => {
+                // This vCPU count's cells cannot know their governors: each is an error row.
+                let why = format!("reading the guest's cpufreq: {}", crate::errors::chain(&e));
+                for spec in planned {
+                    ran += 1;
+                    let at = rfc3339(now());
+                    report.record(matrix::cell_failed(spec, why.clone(), &at, &at));
+                }
+                write(report)?;
+                continue;
+            }
         };
-        let cells = matrix::cells_for(&axes, smp, axis.as_ref().is_none_or(|a| a.applicable));
-        for spec in cells {
+        let axis: Option<GovernorAxis> = (!axes.governor.is_empty()).then(|| matrix::governor_axis(smp, &cpufreq));
+        if let Some(a) = &axis {
+            report.governor_axis.retain(|g| g.smp != smp);
+            report.governor_axis.push(a.clone());
+            if !a.applicable {
+                // Each mode runs once here instead of once per governor.
+                total -= axes.mode.len() * (axes.governor.len() - 1);
+            }
+        }
+        for spec in matrix::cells_for(axes, smp, axis.as_ref().is_none_or(|a| a.applicable)) {
             ran += 1;
             let id = spec.id();
             if req.resume && report.finished_cell(&id).is_some() {
@@ -243,8 +376,15 @@ pub async fn validate_matrix(ws: &Workspace, req: &MatrixRequest, sink: &dyn Sin
                 phase: format!("matrix cell {ran}/{total}"),
                 detail: Some(format!("{id} ({} vCPUs, {} mode)", spec.smp, spec.mode.as_str())),
             });
+            let cell_dir = dir.join(matrix::CELLS_DIR).join(&id);
+            if cell_dir.exists() {
+                // An earlier, unfinished run of this cell: none of its files may pass for this one's.
+                std::fs::remove_dir_all(&cell_dir).map_err(OpError::io(format!("removing {}", cell_dir.display())))?;
+            }
             let started = rfc3339(now());
-            let cell = match run_cell(ws, &name, &spec, &req.validate, &dir, axis.as_ref(), sink).await {
+            let governors = report.restore.governors.clone();
+            let boot = BootCells { base: &req.validate, cpufreq: &cpufreq, governors: &governors };
+            let cell = match run_cell(ws, name, &spec, &cell_dir, &boot, sink).await {
                 Ok(r) => matrix::cell_of(spec, &r, &started),
                 Err(e) => {
                     let why = crate::errors::chain(&e);
@@ -254,24 +394,10 @@ pub async fn validate_matrix(ws: &Workspace, req: &MatrixRequest, sink: &dyn Sin
             };
             sink.info(format!("matrix: {id}: {}", cell.verdict));
             report.record(cell);
-            write(&report)?;
+            write(report)?;
         }
     }
-    // Put the VM back: its vCPU count (a boot), its collector as it ran before.
-    if current_smp != report.restore.smp {
-        reboot_with(ws, &name, report.restore.smp, sink).await?;
-    }
-    let restore = super::provision::InstallRequest {
-        name: Some(name.clone()),
-        mode: Some(report.restore.mode),
-        ..Default::default()
-    };
-    super::provision::collector_install_locked(ws, &name, &restore, &super::events::Silent).await?;
-    report.complete = true;
-    report.finished = Some(rfc3339(now()));
-    report.summary = matrix::MatrixSummary::of(&report.cells);
-    write(&report)?;
-    Ok(MatrixOutcome { report, report_dir: dir })
+    Ok(())
 }
 
 #[cfg(test)]
@@ -279,23 +405,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn governor_scripts_touch_only_policy_files_and_put_back_only_what_they_read() {
-        let set = set_governor("performance").render();
-        assert!(set.contains("echo performance | sudo -n tee \"$f\""), "{set}");
-        let read = "/sys/devices/system/cpu/cpufreq/policy0/scaling_governor schedutil\n\
-                    /sys/devices/system/cpu/cpufreq/policy4/scaling_governor ondemand\n";
-        let back = restore_governors(read).unwrap().render();
-        assert!(back.contains("echo schedutil | sudo -n tee /sys/devices/system/cpu/cpufreq/policy0/scaling_governor"));
-        assert!(back.contains("echo ondemand | sudo -n tee /sys/devices/system/cpu/cpufreq/policy4/scaling_governor"));
-        // Guest text that is not what the script printed is not run back into the guest.
-        for hostile in [
-            "/etc/passwd x\n",
-            "/sys/devices/system/cpu/cpufreq/policy0/scaling_governor $(reboot)\n",
-            "/sys/devices/system/cpu/cpufreq/policy0/../../../../../etc/scaling_governor x\n",
-            "no-space\n",
-            "",
-        ] {
-            assert!(restore_governors(hostile).is_none(), "{hostile:?}");
-        }
+    fn the_governor_script_quotes_what_it_writes_and_names_what_refused() {
+        let pg = |p: &str, g: &str| PolicyGovernor { policy: p.into(), governor: g.into() };
+        let script = crate::templates::render(
+            "matrix-set-governors.sh.j2",
+            &serde_json::json!({ "policies": [pg("policy0", "performance"), pg("policy4", "schedutil")] }),
+        )
+        .unwrap();
+        assert!(
+            script.contains(
+                "printf '%s\\n' 'performance' > /sys/devices/system/cpu/cpufreq/'policy0'/scaling_governor 2>/dev/null \
+                 || failed=\"$failed policy0=performance\""
+            ),
+            "{script}"
+        );
+        assert!(script.contains("/sys/devices/system/cpu/cpufreq/'policy4'/scaling_governor"), "{script}");
+        assert!(script.contains("exit 1"), "{script}");
     }
 }

@@ -59,6 +59,9 @@ pub struct InstallRequest {
     pub certs: Option<PathBuf>,
     /// How the collector runs; None: as the last install recorded (native at first).
     pub mode: Option<CollectorMode>,
+    /// validate's install for its run: the mode is not recorded in `state.json`, so the VM's
+    /// own mode is still known (and put back) after a run that was killed.
+    pub temporary: bool,
 }
 
 impl InstallRequest {
@@ -393,7 +396,7 @@ pub async fn provision_locked(
     .await;
     session.close().await;
     let (reports, listen, address) = result?;
-    let mode = what.collector.as_ref().map(|req| req.mode_on(&state));
+    let mode = what.collector.as_ref().filter(|req| !req.temporary).map(|req| req.mode_on(&state));
     if (address.is_some() && address != state.guest_address) || mode.is_some_and(|m| m != state.collector_mode) {
         // Under the caller's lock; a fresh read, so nothing else recorded meanwhile is lost.
         let mut fresh = vm::load_state(&paths)?;
@@ -597,9 +600,10 @@ pub async fn read_status_probe(
     session: &SshSession,
     vm: &str,
     mode: CollectorMode,
+    ssh_user_is_root: bool,
     sink: &dyn Sink,
 ) -> Result<StatusProbe> {
-    let probe = collector::status_probe(mode)?.render();
+    let probe = collector::status_probe(mode, ssh_user_is_root)?.render();
     let out = session
         .exec_with(&probe, ExecOptions::default().max_output(STATUS_OUTPUT_CAP))
         .await
@@ -621,7 +625,7 @@ pub async fn collector_status(ws: &Workspace, req: &StatusRequest, sink: &dyn Si
     let name = super::pick_vm(ws, req.name.as_deref())?;
     let paths = ws.vm(&name)?;
     let (state, session) = vm::connect(ws, &paths).await?;
-    let probe = read_status_probe(&session, &name, state.collector_mode, sink).await;
+    let probe = read_status_probe(&session, &name, state.collector_mode, state.profile.ssh.is_root(), sink).await;
     session.close().await;
     let StatusProbe { properties: kv, mut warnings } = probe?;
     let get = |k: &str| kv.get(k).filter(|v| !v.is_empty()).cloned();

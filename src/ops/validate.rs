@@ -188,6 +188,7 @@ pub async fn validate_locked(
         otlp_headers: [("Authorization".to_string(), recv.authorization())].into(),
         cgroups: vec![validate::THROTTLE_CGROUP.into()],
         mode: Some(mode),
+        temporary: true,
         ..Default::default()
     };
     collector_install_locked(ws, &name, &configure, &Silent).await?;

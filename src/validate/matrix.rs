@@ -29,7 +29,7 @@ pub struct Axes {
 
 /// A governor's name as cpufreq spells them (`performance`, `schedutil`, `conservative`): it is
 /// written to sysfs by a guest script, so nothing else passes.
-fn valid_governor(g: &str) -> bool {
+pub fn valid_governor(g: &str) -> bool {
     !g.is_empty() && g.len() <= 32 && g.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
@@ -60,7 +60,7 @@ pub fn parse_axes(words: &[String], own_smp: u32, own_mode: CollectorMode) -> Re
             return Err(format!("axis {axis} given twice: give its values once, comma-separated"));
         }
     }
-    let smp = match seen.get("smp") {
+    let smp: Vec<u32> = match seen.get("smp") {
         None => vec![own_smp],
         Some(v) => v
             .iter()
@@ -68,8 +68,12 @@ pub fn parse_axes(words: &[String], own_smp: u32, own_mode: CollectorMode) -> Re
                 Ok(n) if (1..=512).contains(&n) => Ok(n),
                 _ => Err(format!("smp={s}: a vCPU count is a number from 1 to 512")),
             })
-            .collect::<Result<_, _>>()?,
+            .collect::<Result<Vec<u32>, _>>()?,
     };
+    // `02` and `2` are one count: checked again as numbers.
+    if (1..smp.len()).any(|i| smp[..i].contains(&smp[i])) {
+        return Err("smp: a vCPU count given twice".into());
+    }
     let mode = match seen.get("mode") {
         None => vec![own_mode],
         Some(v) => v
@@ -138,26 +142,73 @@ pub struct GovernorAxis {
     pub why: Option<String>,
 }
 
-/// What the guest's cpufreq said (`policyN: governors` lines of the probe), as the axis's
-/// applicability: with no policy, the axis is not applicable and its cells run once, ungoverned.
-pub fn governor_axis(smp: u32, probe: &str) -> GovernorAxis {
-    let mut available: Vec<String> = Vec::new();
-    let mut policies = 0;
-    for line in probe.lines() {
-        let Some((_, governors)) = line.split_once(':') else { continue };
-        policies += 1;
+/// One cpufreq policy's governor, as the guest's probe printed it (`policy0`, `schedutil`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicyGovernor {
+    pub policy: String,
+    pub governor: String,
+}
+
+/// A policy directory's name as the kernel makes them: `policy` and a number.
+pub fn valid_policy(p: &str) -> bool {
+    p.strip_prefix("policy").is_some_and(|n| !n.is_empty() && n.len() <= 5 && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The guest's cpufreq as its probe printed it (`policyN CURRENT: AVAILABLE…` lines, guest text):
+/// each policy's current governor, and what the policies offer. Lines that are not that shape
+/// are left out (a warning then says how many).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Cpufreq {
+    pub current: Vec<PolicyGovernor>,
+    pub available: Vec<String>,
+    pub unreadable_lines: usize,
+}
+
+pub fn parse_cpufreq(probe: &str) -> Cpufreq {
+    let mut c = Cpufreq::default();
+    for line in probe.lines().filter(|l| !l.trim().is_empty()) {
+        let parsed = line.split_once(':').and_then(|(head, governors)| {
+            let (policy, current) = head.trim().split_once(' ')?;
+            (valid_policy(policy) && valid_governor(current)).then_some((policy, current, governors))
+        });
+        let Some((policy, current, governors)) = parsed else {
+            c.unreadable_lines += 1;
+            continue;
+        };
+        c.current.push(PolicyGovernor { policy: policy.into(), governor: current.into() });
         for g in governors.split_whitespace().filter(|g| valid_governor(g)) {
-            if !available.iter().any(|a| a == g) {
-                available.push(g.to_string());
+            if !c.available.iter().any(|a| a == g) {
+                c.available.push(g.to_string());
             }
         }
     }
-    let why = (policies == 0).then(|| {
+    c
+}
+
+/// Whether the governor axis applies to the guest booted with `smp` vCPUs: with no policy, it
+/// does not and each mode runs once, ungoverned.
+pub fn governor_axis(smp: u32, cpufreq: &Cpufreq) -> GovernorAxis {
+    let applicable = !cpufreq.current.is_empty();
+    let why = (!applicable).then(|| {
         "no cpufreq driver in the guest (no /sys/devices/system/cpu/cpufreq/policy*): the governor axis is not \
          applicable, each mode ran once"
             .to_string()
     });
-    GovernorAxis { smp, applicable: policies > 0, available, why }
+    GovernorAxis { smp, applicable, available: cpufreq.available.clone(), why }
+}
+
+/// What to write to put the VM's governors back (`recorded`, read before the matrix changed
+/// anything) on the policies it has now (`now`): each policy its recorded governor, a policy
+/// that was not there then (more vCPUs now) the first recorded one.
+pub fn governors_to_restore(recorded: &[PolicyGovernor], now: &[PolicyGovernor]) -> Vec<PolicyGovernor> {
+    let Some(first) = recorded.first() else { return Vec::new() };
+    now.iter()
+        .map(|p| {
+            let want = recorded.iter().find(|r| r.policy == p.policy).unwrap_or(first);
+            PolicyGovernor { policy: p.policy.clone(), governor: want.governor.clone() }
+        })
+        .filter(|want| !now.contains(want))
+        .collect()
 }
 
 /// The cells of one vCPU count, modes in the order given, governors inside each mode (none when
@@ -287,10 +338,14 @@ pub fn cell_failed(spec: CellSpec, error: String, started: &str, finished: &str)
 }
 
 /// How the VM was before the matrix, put back at its end (kept across `--resume`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Restore {
     pub smp: u32,
     pub mode: CollectorMode,
+    /// Each cpufreq policy's governor before the matrix (empty without cpufreq); put back after
+    /// every boot (a boot resets what the bootstrap set) and at the end.
+    #[serde(default)]
+    pub governors: Vec<PolicyGovernor>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -359,19 +414,31 @@ impl MatrixReport {
         self.cells.iter().find(|c| c.id == id && c.error.is_none())
     }
 
-    /// Puts `cell` in, replacing an earlier run of it, keeping the order cells ran in.
+    /// Puts `cell` in, in the order cells ran: an earlier run of it (one that ended in an error,
+    /// run again by `--resume`) goes.
     pub fn record(&mut self, cell: Cell) {
-        match self.cells.iter_mut().find(|c| c.id == cell.id) {
-            Some(old) => *old = cell,
-            None => self.cells.push(cell),
-        }
+        self.cells.retain(|c| c.id != cell.id);
+        self.cells.push(cell);
         self.summary = MatrixSummary::of(&self.cells);
     }
 
+    /// Whether this (unfinished) report is of VM `vm` with profile `profile`: only then is its
+    /// `restore` how that VM was before, and only then can `--resume` go on with it.
+    pub fn is_of(&self, vm: &str, profile: &str) -> bool {
+        self.vm == vm && self.profile == profile
+    }
+
     /// Why `--resume` cannot go on with this report under `axes` and `settings`, if it cannot.
-    pub fn resume_mismatch(&self, axes: &Axes, settings: &Settings) -> Option<String> {
+    pub fn resume_mismatch(&self, vm: &str, profile: &str, axes: &Axes, settings: &Settings) -> Option<String> {
         if self.schema != SCHEMA {
-            return Some(format!("it is a {} report, not {SCHEMA}", self.schema));
+            return Some(format!("it is a {} report, not {SCHEMA}", crate::sanitize::line(&self.schema)));
+        }
+        if !self.is_of(vm, profile) {
+            return Some(format!(
+                "it is of VM {} ({}), not {vm} ({profile})",
+                crate::sanitize::line(&self.vm),
+                crate::sanitize::line(&self.profile)
+            ));
         }
         if &self.axes != axes {
             return Some(format!("its axes were {} and these are {}", axes_text(&self.axes), axes_text(axes)));
@@ -397,14 +464,20 @@ pub fn axes_text(a: &Axes) -> String {
     s
 }
 
-fn missing_text(c: &Cell) -> String {
+/// The failing sources, `network (12/40), host (40/40)`; their names are guest text: each one
+/// goes through `escape` (Markdown's or HTML's).
+fn missing_text(c: &Cell, escape: &dyn Fn(&str) -> String) -> String {
     if c.error.is_some() {
         return "-".into();
     }
     if c.missing.is_empty() {
         return "none".into();
     }
-    c.missing.iter().map(|m| format!("{} ({}/{})", m.source, m.failed, c.snapshots)).collect::<Vec<_>>().join(", ")
+    c.missing
+        .iter()
+        .map(|m| format!("{} ({}/{})", escape(&m.source), m.failed, c.snapshots))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn check_names(r: &MatrixReport) -> Vec<String> {
@@ -414,8 +487,9 @@ fn check_names(r: &MatrixReport) -> Vec<String> {
     names
 }
 
+/// Guest text in matrix.md: one inert line, at most 400 characters.
 fn md_cell(s: &str) -> String {
-    crate::sanitize::line(s).replace('|', "\\|")
+    crate::sanitize::markdown(s, 400)
 }
 
 pub fn markdown(r: &MatrixReport) -> String {
@@ -469,7 +543,7 @@ pub fn markdown(r: &MatrixReport) -> String {
             c.spec.governor.as_deref().unwrap_or("-"),
             if c.verdict == "error" { "ERROR".to_string() } else { c.verdict.clone() },
             if c.frequency_sources.is_empty() { "-".into() } else { c.frequency_sources.join(", ") },
-            missing_text(c),
+            missing_text(c, &md_cell),
             c.usage_error_p95.map(|e| format!("{e:.2} pp")).unwrap_or_else(|| "-".into()),
         );
         for n in &names {
@@ -482,7 +556,7 @@ pub fn markdown(r: &MatrixReport) -> String {
         .iter()
         .flat_map(|c| {
             let err = c.error.iter().map(move |e| format!("- **{}** did not finish: {}", c.id, md_cell(e)));
-            let why = c.missing.iter().map(move |m| format!("- {}: `{}`: {}", c.id, m.source, md_cell(&m.why)));
+            let why = c.missing.iter().map(move |m| format!("- {}: {}: {}", c.id, md_cell(&m.source), md_cell(&m.why)));
             err.chain(why)
         })
         .collect();
@@ -525,7 +599,7 @@ pub fn html(r: &MatrixReport, charts: &BTreeMap<String, Vec<String>>) -> String 
             esc(c.spec.governor.as_deref().unwrap_or("-")),
             esc(&c.verdict),
             esc(&if c.frequency_sources.is_empty() { "-".into() } else { c.frequency_sources.join(", ") }),
-            esc(&missing_text(c)),
+            missing_text(c, &|x| esc(&crate::sanitize::line(x))),
             c.usage_error_p95.map(|e| format!("{e:.2} pp")).unwrap_or_else(|| "-".into()),
         );
         for n in &names {
@@ -609,6 +683,7 @@ mod tests {
         let own = parse_axes(&words("governor=performance,schedutil"), 4, CollectorMode::Container).unwrap();
         assert_eq!((own.smp, own.mode), (vec![4], vec![CollectorMode::Container]));
         for (bad, says) in [
+            ("smp=2,02", "a vCPU count given twice"),
             ("smp=0", "from 1 to 512"),
             ("smp=two", "from 1 to 512"),
             ("mode=sys-ro", "one of native, container, container-sys-ro, privileged"),
@@ -653,11 +728,29 @@ mod tests {
     #[test]
     fn the_governor_axis_applies_only_with_cpufreq_policies() {
         // The x86_64 tcg test guest: no policy directories, the probe prints nothing.
-        let none = governor_axis(2, "");
+        let none = governor_axis(2, &parse_cpufreq(""));
         assert!(!none.applicable && none.why.as_deref().is_some_and(|w| w.contains("no cpufreq driver")));
-        let some = governor_axis(2, "policy0: performance schedutil\npolicy1: performance schedutil\n");
+        let probe = "policy0 schedutil: performance schedutil\npolicy1 performance: performance schedutil\n";
+        let c = parse_cpufreq(probe);
+        let some = governor_axis(2, &c);
         assert!(some.applicable && some.why.is_none());
         assert_eq!(some.available, ["performance", "schedutil"]);
+        assert_eq!(c.current[1], PolicyGovernor { policy: "policy1".into(), governor: "performance".into() });
+        // Guest text that is not a policy line is left out and counted, never run back.
+        let hostile =
+            parse_cpufreq("policy0 $(reboot): x\n../../etc schedutil: a\npolicy0\npolicy2 ondemand: ondemand\n");
+        assert_eq!(hostile.unreadable_lines, 3);
+        assert_eq!(hostile.current, [PolicyGovernor { policy: "policy2".into(), governor: "ondemand".into() }]);
+    }
+
+    #[test]
+    fn governors_are_put_back_as_recorded_and_new_policies_take_the_first() {
+        let pg = |p: &str, g: &str| PolicyGovernor { policy: p.into(), governor: g.into() };
+        let recorded = [pg("policy0", "schedutil"), pg("policy1", "schedutil")];
+        let now = [pg("policy0", "performance"), pg("policy1", "schedutil"), pg("policy2", "powersave")];
+        assert_eq!(governors_to_restore(&recorded, &now), [pg("policy0", "schedutil"), pg("policy2", "schedutil")]);
+        assert!(governors_to_restore(&[], &now).is_empty(), "no cpufreq before: nothing to put back");
+        assert!(governors_to_restore(&recorded, &recorded).is_empty());
     }
 
     fn cell(id: &str, verdict: &str) -> Cell {

@@ -124,6 +124,9 @@ pub struct FailedSource {
     pub why: String,
 }
 
+/// The most characters of a failing source's first warning a report keeps.
+const WHY_MAX: usize = 512;
+
 impl CollectorSeen {
     /// Over a run's snapshots. Validate names `throttle_cgroup` in the collector's config, and
     /// it exists only during the throttle phase: the collector's "named but not found" for it
@@ -146,7 +149,10 @@ impl CollectorSeen {
                     continue;
                 }
                 let why = || {
-                    snap.warnings.iter().find(mine).map(|w| format!("{}: {}", w.source, w.message)).unwrap_or_default()
+                    // Guest text: kept to a line's worth in every report that carries it.
+                    let w = snap.warnings.iter().find(mine);
+                    w.map(|w| format!("{}: {}", w.source, w.message).chars().take(WHY_MAX).collect())
+                        .unwrap_or_default()
                 };
                 match sources_failed.iter_mut().find(|f| f.source == st.source) {
                     Some(f) => f.failed += 1,
@@ -154,7 +160,9 @@ impl CollectorSeen {
                 }
             }
         }
-        let order = |name: &str| sysmon_collector::Source::ALL.iter().position(|s| s.name() == name);
+        // The collector's read order; a name it does not have (a newer collector's) last.
+        let order =
+            |name: &str| sysmon_collector::Source::ALL.iter().position(|s| s.name() == name).unwrap_or(usize::MAX);
         sources_failed.sort_by_key(|f| order(&f.source));
         CollectorSeen { mode: mode.to_string(), snapshots: snapshots.len(), frequency_sources, sources_failed }
     }
