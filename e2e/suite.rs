@@ -1026,12 +1026,14 @@ pub fn run(args: &[String]) -> Result<()> {
         // finished cell is kept, the killed one runs again, and the VM ends as it began.
         let matrix_dir = root.join("target/validate-matrix-e2e");
         r.independent(
-            "validate --matrix smp=1,2 mode=native,container-sys-ro: killed in its second cell, resumed; every cell passes, the table says what each mode saw, the VM is put back",
+            "validate --matrix smp=1,2 mode=native,container-sys-ro governor=…: killed in its second cell, resumed; every cell passes, the table says what each mode saw, governors not applicable without cpufreq, the VM is put back",
             |r| {
                 let _ = std::fs::remove_dir_all(&matrix_dir);
                 let dir = matrix_dir.display().to_string();
                 let mut args = vec!["validate", name, "--duration-per-phase", "10s", "--report", &dir];
-                args.extend(["--matrix", "smp=1,2", "mode=native,container-sys-ro"]);
+                // Governors too: this guest has no cpufreq, so the axis is reported as not
+                // applicable and each mode runs once.
+                args.extend(["--matrix", "smp=1,2", "mode=native,container-sys-ro", "governor=performance,powersave"]);
                 let began = Instant::now();
                 let mut child = Command::new(&r.bin)
                     .arg("--workspace")
@@ -1074,6 +1076,13 @@ pub fn run(args: &[String]) -> Result<()> {
                     "cells: {ids:?}"
                 );
                 ensure!(cells[0]["started"] == first["cells"][0]["started"], "the finished cell was not kept");
+                let axis = m["governor_axis"].as_array().context("governor_axis")?;
+                ensure!(
+                    axis.len() == 2
+                        && axis.iter().all(|g| g["applicable"] == false
+                            && g["why"].as_str().is_some_and(|w| w.contains("no cpufreq driver"))),
+                    "the governor axis on a guest without cpufreq: {axis:?}"
+                );
                 for c in cells {
                     ensure!(c["verdict"] == "pass", "cell {}: {c}", c["id"]);
                     ensure!(c["frequency_sources"] == serde_json::json!(["cpuinfo"]), "{c}");

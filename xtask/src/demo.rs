@@ -216,7 +216,9 @@ fn http_get_within(addr: &str, path: &str, deadline: Duration, cap: usize) -> Re
     let sockaddr: std::net::SocketAddr = addr.parse().with_context(|| format!("{addr} is no IP:port"))?;
     let mut s = TcpStream::connect_timeout(&sockaddr, deadline).with_context(|| format!("connect {addr}"))?;
     s.set_write_timeout(Some(left().ok_or_else(overran)?))?;
-    write!(s, "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    // One write: a request in pieces can leave a peer that reads once and closes with bytes
+    // unread, and its kernel then resets the connection under the answer.
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes())?;
     let mut raw = Vec::new();
     let mut chunk = [0u8; 8192];
     loop {
@@ -272,8 +274,15 @@ mod tests {
         let addr = l.local_addr().unwrap().to_string();
         std::thread::spawn(move || {
             if let Ok((mut s, _)) = l.accept() {
-                let mut buf = [0u8; 4096];
-                let _ = s.read(&mut buf);
+                // The whole request head: closing with some of it unread would reset the
+                // connection under the answer.
+                let (mut head, mut buf) = (Vec::new(), [0u8; 4096]);
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
                 answer(&mut s);
             }
         });
