@@ -32,20 +32,12 @@ pub fn run(ws: &Workspace, a: ValidateArgs, json: bool) -> Exit {
                 "cell", "verdict", "frequency", "metric families missing"
             );
             for c in &r.cells {
-                let missing: Vec<String> =
-                    c.missing.iter().map(|m| format!("{} ({}/{})", m.source, m.failed, c.snapshots)).collect();
                 println!(
                     "{:<34} {:<18} {:<14} {:<30} {}",
                     c.id,
                     c.verdict,
                     c.frequency_sources.join(","),
-                    safe(&if c.error.is_some() {
-                        "-".into()
-                    } else if missing.is_empty() {
-                        "none".into()
-                    } else {
-                        missing.join(", ")
-                    }),
+                    sysmonvm::validate::matrix::missing_text(c, &|x| safe(x)),
                     c.usage_error_p95.map(|e| format!("{e:.2} pp")).unwrap_or_else(|| "-".into())
                 );
                 if let Some(e) = &c.error {

@@ -7,7 +7,7 @@
 
 use super::events::{Event, Silent, Sink};
 use super::provision::{InstallRequest, collector_install_locked};
-use super::validate::{ValidateRequest, check_request, settings_of, validate_locked};
+use super::validate::{ValidateRequest, check_request, rfc3339, settings_of, validate_locked};
 use super::vm::{resolve_accel, start_locked};
 use super::{OpError, Result};
 use crate::guest::command::GuestCommand;
@@ -43,8 +43,9 @@ const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(90);
 /// What is kept of a cpufreq probe or a governor script's output: a few lines per policy.
 const PROBE_OUTPUT_CAP: usize = 64 << 10;
 
-fn rfc3339(t: f64) -> String {
-    sysmon_collector::host::rfc3339((t * 1e9) as u64)
+/// Writes the matrix's files (after every cell, so an interruption keeps what was finished).
+fn write_report(dir: &Path, r: &MatrixReport) -> Result<()> {
+    matrix::write(dir, r).map_err(OpError::io(format!("writing the matrix report to {}", dir.display())))
 }
 
 /// Starts the VM with the accelerator it ran with (`state.json`'s), else as `vm start` would.
@@ -276,11 +277,8 @@ pub async fn validate_matrix(ws: &Workspace, req: &MatrixRequest, sink: &dyn Sin
             }
         }
     };
-    let write = |r: &MatrixReport| {
-        matrix::write(&dir, r).map_err(OpError::io(format!("writing the matrix report to {}", dir.display())))
-    };
     // Written before anything changes: `restore` must survive whatever comes next.
-    write(&report)?;
+    write_report(&dir, &report)?;
     let ran = run_cells(ws, &name, req, &dir, &axes, &mut report, sink).await;
     let restore = report.restore.clone();
     let back = put_back(ws, &name, &restore, sink).await;
@@ -306,7 +304,7 @@ pub async fn validate_matrix(ws: &Workspace, req: &MatrixRequest, sink: &dyn Sin
     report.complete = true;
     report.finished = Some(rfc3339(now()));
     report.summary = matrix::MatrixSummary::of(&report.cells);
-    write(&report)?;
+    write_report(&dir, &report)?;
     Ok(MatrixOutcome { report, report_dir: dir })
 }
 
@@ -321,9 +319,6 @@ async fn run_cells(
     report: &mut MatrixReport,
     sink: &dyn Sink,
 ) -> Result<()> {
-    let write = |r: &MatrixReport| {
-        matrix::write(dir, r).map_err(OpError::io(format!("writing the matrix report to {}", dir.display())))
-    };
     let mut total = matrix::max_cells(axes);
     let mut ran = 0usize;
     let paths = ws.vm(name)?;
@@ -352,7 +347,7 @@ async fn run_cells(
                     let at = rfc3339(now());
                     report.record(matrix::cell_failed(spec, why.clone(), &at, &at));
                 }
-                write(report)?;
+                write_report(dir, report)?;
                 continue;
             }
         };
@@ -394,7 +389,7 @@ async fn run_cells(
             };
             sink.info(format!("matrix: {id}: {}", cell.verdict));
             report.record(cell);
-            write(report)?;
+            write_report(dir, report)?;
         }
     }
     Ok(())

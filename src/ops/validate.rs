@@ -51,7 +51,8 @@ pub struct ValidateReport {
     pub report_dir: PathBuf,
 }
 
-fn rfc3339(t: f64) -> String {
+/// A Unix time in seconds as RFC 3339, as the reports write their times.
+pub(crate) fn rfc3339(t: f64) -> String {
     sysmon_collector::host::rfc3339((t * 1e9) as u64)
 }
 

@@ -465,8 +465,8 @@ pub fn axes_text(a: &Axes) -> String {
 }
 
 /// The failing sources, `network (12/40), host (40/40)`; their names are guest text: each one
-/// goes through `escape` (Markdown's or HTML's).
-fn missing_text(c: &Cell, escape: &dyn Fn(&str) -> String) -> String {
+/// goes through `escape` (Markdown's, HTML's or the terminal's).
+pub fn missing_text(c: &Cell, escape: &dyn Fn(&str) -> String) -> String {
     if c.error.is_some() {
         return "-".into();
     }
